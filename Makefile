@@ -1,0 +1,63 @@
+# parcours — `make demo` and `make test` set everything up on a fresh clone.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PARCOURS := $(abspath $(VENV))/bin/parcours
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
+UV_VERSION := 0.13.8
+DEMO_DEBTORS ?= 10000
+
+# Byte-code caching makes every CLI start about a second faster.
+unexport PYTHONDONTWRITEBYTECODE
+
+.PHONY: help install demo test lint format bench clean lock
+
+help:
+	@echo "make demo   - install into .venv, generate a 10,000-debtor portfolio, import it (SQLite)"
+	@echo "make test   - install, then run the test suite (SQLite and PostgreSQL)"
+	@echo "make lint   - ruff and mypy --strict"
+	@echo "make bench  - benchmarks under bench/ (each prints one JSON line)"
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@rm -rf demo && mkdir -p demo
+	cd demo && $(PARCOURS) init
+	cd demo && $(PARCOURS) generate --debtors $(DEMO_DEBTORS) --seed 7 --out portfolio
+	cd demo && $(PARCOURS) import debtors portfolio/debtors.csv --creditor "Demo Energy"
+	cd demo && $(PARCOURS) import invoices portfolio/invoices.csv --creditor "Demo Energy"
+	cd demo && $(PARCOURS) import payments portfolio/payments.csv --creditor "Demo Energy"
+	cd demo && $(PARCOURS) status
+	cd demo && $(PARCOURS) cases list --limit 5
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: $(STAMP)
+	$(PY) bench/import.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
+
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --quiet --no-header -o requirements.lock
+	@sed -i '1i # Pinned versions of every package (direct and transitive) for reproducible installs.\n# Regenerate after changing pyproject.toml: make lock' requirements.lock

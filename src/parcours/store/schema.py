@@ -1,0 +1,254 @@
+"""Tables of the store (SQLAlchemy 2 declarative). Alembic migrations own the real schema.
+
+Every row carries `creditor_id` — the tenant — so each query can filter on it; keys are
+UUIDs made by parcours (v7, time-ordered, kind to B-tree indexes); money is integer minor
+units plus an ISO currency; timestamps are stored in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AuditRow",
+    "Base",
+    "CaseRow",
+    "CreditorRow",
+    "DebtorRow",
+    "EventRow",
+    "InvoiceRow",
+    "PaymentRow",
+    "PromiseRow",
+    "UtcDateTime",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """An aware datetime, stored as UTC (naive on SQLite, timestamptz on PostgreSQL)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: pass an aware datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        uuid.UUID: Uuid(),
+        dt.datetime: UtcDateTime(),
+        dt.date: Date(),
+        int: BigInteger(),
+        str: Text(),
+        dict[str, Any]: JSON(),
+    }
+
+
+def _tenant_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("creditors.id", ondelete="RESTRICT"))
+
+
+class CreditorRow(Base):
+    __tablename__ = "creditors"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    created_at: Mapped[dt.datetime]
+    # Next base for Belgian structured communications; blocks are reserved under a row lock.
+    next_ogm_base: Mapped[int] = mapped_column(default=1, server_default="1")
+
+
+class DebtorRow(Base):
+    __tablename__ = "debtors"
+    __table_args__ = (
+        UniqueConstraint("creditor_id", "ref"),
+        CheckConstraint("email_consent IN ('unknown','granted','opted_out')", name="email_consent"),
+        CheckConstraint("phone_consent IN ('unknown','granted','opted_out')", name="phone_consent"),
+        CheckConstraint(
+            "postal_consent IN ('unknown','granted','opted_out')", name="postal_consent"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    ref: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str]
+    language: Mapped[str] = mapped_column(String(2))
+    country: Mapped[str | None] = mapped_column(String(2))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    birth_year: Mapped[int | None] = mapped_column(Integer())
+    email: Mapped[str | None]
+    email_consent: Mapped[str] = mapped_column(String(16), server_default="unknown")
+    phone: Mapped[str | None] = mapped_column(String(20))
+    phone_consent: Mapped[str] = mapped_column(String(16), server_default="unknown")
+    street: Mapped[str | None]
+    postcode: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None]
+    postal_consent: Mapped[str] = mapped_column(String(16), server_default="unknown")
+    vulnerable: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    profiling_objection: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    erased_at: Mapped[dt.datetime | None]
+    # Digest of the imported fields: a re-import compares it to report unchanged/updated.
+    source_digest: Mapped[int]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class CaseRow(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("creditor_id", "ref"),
+        Index("ix_cases_creditor_id_debtor_id", "creditor_id", "debtor_id"),
+        CheckConstraint("status IN ('open','closed')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    debtor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("debtors.id", ondelete="RESTRICT"))
+    ref: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    opened_at: Mapped[dt.datetime]
+    closed_at: Mapped[dt.datetime | None]
+
+
+class InvoiceRow(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("creditor_id", "ref"),
+        UniqueConstraint("creditor_id", "structured_communication"),
+        Index("ix_invoices_case_id", "case_id"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("due_date >= issue_date", name="due_after_issue"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="RESTRICT"))
+    ref: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    # Sum of the payments booked on the invoice, kept by the payment writers.
+    paid_minor: Mapped[int] = mapped_column(server_default="0")
+    issue_date: Mapped[dt.date]
+    due_date: Mapped[dt.date]
+    structured_communication: Mapped[str] = mapped_column(String(12))
+    description: Mapped[str | None]
+    source_digest: Mapped[int]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class PaymentRow(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("creditor_id", "ref"),
+        Index("ix_payments_invoice_id", "invoice_id"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"))
+    # The creditor's or bank's reference; derived from the row's content when absent.
+    ref: Mapped[str] = mapped_column(String(80))
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_at: Mapped[dt.datetime]
+    source: Mapped[str] = mapped_column(String(16))
+    source_digest: Mapped[int]
+    created_at: Mapped[dt.datetime]
+
+
+class PromiseRow(Base):
+    __tablename__ = "promises"
+    __table_args__ = (
+        Index("ix_promises_case_id", "case_id"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("state IN ('pending','kept','broken','cancelled')", name="state"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="RESTRICT"))
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    due_on: Mapped[dt.date]
+    made_at: Mapped[dt.datetime]
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+
+
+class EventRow(Base):
+    """Append-only: the migration installs triggers that refuse UPDATE and DELETE."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_case_id_occurred_at", "case_id", "occurred_at"),
+        Index("ix_events_creditor_id_recorded_at", "creditor_id", "recorded_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cases.id"))
+    debtor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("debtors.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[dt.datetime]
+    recorded_at: Mapped[dt.datetime]
+    payload: Mapped[dict[str, Any]]
+
+
+class AuditRow(Base):
+    """Append-only evidence of who did what; never holds personal data in `details`."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_creditor_id_at", "creditor_id", "at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    creditor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("creditors.id"))
+    subject: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict[str, Any]]
