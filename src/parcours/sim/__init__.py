@@ -1,0 +1,1 @@
+"""Simulation: synthetic portfolios, debtor behaviour and strategy comparison."""
