@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import structlog
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import Engine
@@ -36,7 +37,8 @@ app.add_typer(import_app, name="import")
 app.add_typer(cases_app, name="cases")
 app.add_typer(debtors_app, name="debtors")
 
-out = Console(soft_wrap=True)
+# Output shows file values and refs verbatim: no Rich markup in it.
+out = Console(soft_wrap=True, markup=False)
 err = Console(stderr=True)
 log = structlog.get_logger("parcours.cli")
 
@@ -53,7 +55,7 @@ def _main() -> None:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -67,6 +69,7 @@ def _engine(settings: Settings, *, migrated: bool = True) -> Engine:
     except DatabaseUnavailable as exc:
         _fail(str(exc))
     if migrated and not schema_is_current(engine):
+        engine.dispose()
         _fail(
             f"the database at {safe_url(settings.database_url)} is not initialised or is "
             "older than this version: run `parcours init`"
@@ -76,8 +79,12 @@ def _engine(settings: Settings, *, migrated: bool = True) -> Engine:
 
 @contextmanager
 def _unit_of_work() -> Iterator[UnitOfWork]:
-    with UnitOfWork(_engine(get_settings())) as uow:
-        yield uow
+    engine = _engine(get_settings())
+    try:
+        with UnitOfWork(engine) as uow:
+            yield uow
+    finally:
+        engine.dispose()
 
 
 def _creditor(uow: UnitOfWork, name: str | None) -> Creditor:
@@ -107,7 +114,10 @@ def init() -> None:
     settings = get_settings()
     created = ensure_secret_key(settings)
     engine = _engine(settings, migrated=False)
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     out.print(f"database ready: {safe_url(settings.database_url)}", highlight=False)
     if created:
         out.print(f"secret key generated in {settings.secret_key_file} (keep it private)")
@@ -241,7 +251,7 @@ def _print_report(report: Any, shown: int = 20) -> None:
     for effect, count in report.side_effects.items():
         out.print(f"  {effect.replace('_', ' ')}: {count:,}")
     for warning in report.warnings:
-        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        out.print(f"warning: {warning}", highlight=False)
     if report.errors:
         table = Table("line", "field", "reason", title="rejected rows", title_justify="left")
         for error in sorted(report.errors)[:shown]:

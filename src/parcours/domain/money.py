@@ -20,7 +20,7 @@ from parcours.domain.errors import InvalidAmount, InvalidCurrency
 __all__ = ["Money", "currency_exponent", "is_iso_currency", "parse_amount"]
 
 # Digits, an optional "." and digits: no sign, no exponent, no thousands separator.
-_AMOUNT = re.compile(r"(\d{1,15})(?:\.(\d{1,6}))?")
+_AMOUNT = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,6}))?")
 
 
 @lru_cache(maxsize=1)

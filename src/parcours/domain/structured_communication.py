@@ -33,7 +33,7 @@ class StructuredCommunication:
     digits: str
 
     def __post_init__(self) -> None:
-        if len(self.digits) != 12 or not self.digits.isdigit():
+        if len(self.digits) != 12 or not (self.digits.isascii() and self.digits.isdigit()):
             raise InvalidStructuredCommunication(f"{self.digits!r} is not twelve digits")
         base, check = int(self.digits[:10]), int(self.digits[10:])
         if _check_digits(base) != check:

@@ -4,7 +4,16 @@ Valid rows are stored, every rejected row is reported with its line, field and r
 and a file that cannot be read at all stores nothing.
 """
 
-from parcours.ingest.importer import ImportKind, import_file
+from parcours.ingest.importer import import_file, report_allows_commit
 from parcours.ingest.report import FileRejected, ImportReport, RowError
+from parcours.ingest.rows import ImportKind, ImportOptions
 
-__all__ = ["FileRejected", "ImportKind", "ImportReport", "RowError", "import_file"]
+__all__ = [
+    "FileRejected",
+    "ImportKind",
+    "ImportOptions",
+    "ImportReport",
+    "RowError",
+    "import_file",
+    "report_allows_commit",
+]

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 LANGUAGES = ("fr", "nl", "en")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _EMAIL = emval.EmailValidator(
     allow_smtputf8=True,
     allow_empty_local=False,
@@ -107,7 +107,7 @@ def parse_timezone(value: str) -> str:
 
 
 def parse_birth_year(value: str, today: dt.date) -> int:
-    if not value.isdigit() or len(value) != 4:
+    if not (value.isascii() and value.isdigit()) or len(value) != 4:
         raise FieldError(f"{value!r} is not a four-digit year")
     year = int(value)
     if not 1900 <= year <= today.year - 16:

@@ -12,7 +12,19 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Text,
+    any_,
+    bindparam,
+    exists,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute
 
 from parcours.store.schema import CaseRow, CreditorRow, DebtorRow, InvoiceRow, PaymentRow
 
@@ -58,12 +70,25 @@ class PortfolioWriter:
 
     # -- lookups -------------------------------------------------------------------------
 
+    def _among(
+        self, column: InstrumentedAttribute[str], refs: Sequence[str]
+    ) -> ColumnElement[bool]:
+        """`column IN refs`; on PostgreSQL one array parameter instead of thousands."""
+        if self.dialect == "postgresql":
+            return column == any_(bindparam(None, list(refs), type_=ARRAY(Text)))
+        return column.in_(refs)
+
+    def has_rows(self, model: type[DebtorRow] | type[InvoiceRow] | type[PaymentRow]) -> bool:
+        """Whether the creditor has any row of this kind (a first load skips lookups)."""
+        query = select(exists().where(model.creditor_id == self.creditor_id))
+        return bool(self.connection.execute(query).scalar())
+
     def debtors_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[UUID, int, bool]]:
         """ref → (id, source digest, erased) for the refs that exist."""
         t = DebtorRow
         rows = self.connection.execute(
             select(t.ref, t.id, t.source_digest, t.erased_at.is_not(None)).where(
-                t.creditor_id == self.creditor_id, t.ref.in_(refs)
+                t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
         return {ref: (id_, digest, erased) for ref, id_, digest, erased in rows}
@@ -74,7 +99,7 @@ class PortfolioWriter:
         rows = self.connection.execute(
             select(d.ref, d.id, d.erased_at.is_not(None), c.id, c.status)
             .outerjoin(c, (c.debtor_id == d.id) & (c.creditor_id == d.creditor_id))
-            .where(d.creditor_id == self.creditor_id, d.ref.in_(refs))
+            .where(d.creditor_id == self.creditor_id, self._among(d.ref, refs))
         )
         found: dict[str, tuple[UUID, bool, UUID | None, int]] = {}
         for ref, debtor_id, erased, case_id, status in rows:
@@ -89,7 +114,7 @@ class PortfolioWriter:
         t = InvoiceRow
         rows = self.connection.execute(
             select(t.ref, t.id, t.source_digest, t.currency).where(
-                t.creditor_id == self.creditor_id, t.ref.in_(refs)
+                t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
         return {ref: (id_, digest, currency) for ref, id_, digest, currency in rows}
@@ -99,7 +124,7 @@ class PortfolioWriter:
         t = PaymentRow
         rows = self.connection.execute(
             select(t.ref, t.id, t.source_digest, t.invoice_id).where(
-                t.creditor_id == self.creditor_id, t.ref.in_(refs)
+                t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
         return {ref: (id_, digest, invoice_id) for ref, id_, digest, invoice_id in rows}
