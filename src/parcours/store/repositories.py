@@ -144,44 +144,45 @@ class CaseRepository:
     def list(
         self, creditor: Creditor, *, debtor_ref: str | None = None, limit: int = 50
     ) -> list[CaseSummary]:
-        """Cases with their balances, oldest due date first (the most urgent on top)."""
+        """Cases with their balances, oldest open due date first (the most urgent on top).
+
+        The ordering and the limit run in SQL, so a portfolio of any size costs two
+        queries and `limit` rows.
+        """
         c, d, i = CaseRow, DebtorRow, InvoiceRow
-        query = (
-            select(
-                c.ref,
-                d.ref,
-                c.status,
-                i.currency,
-                func.count(i.id),
-                func.sum(i.amount_minor - i.paid_minor),
-                func.min(sql_case((i.amount_minor > i.paid_minor, i.due_date))),
-            )
+        oldest = func.min(sql_case((i.amount_minor > i.paid_minor, i.due_date))).label("oldest")
+        urgent = (
+            select(c.id, c.ref, d.ref, c.status, oldest)
             .join(d, d.id == c.debtor_id)
             .outerjoin(i, i.case_id == c.id)
             .where(c.creditor_id == creditor.id)
-            .group_by(c.ref, d.ref, c.status, i.currency)
+            .group_by(c.id, c.ref, d.ref, c.status)
+            .order_by(oldest.is_(None), oldest, c.ref)
+            .limit(limit)
         )
         if debtor_ref is not None:
-            query = query.where(d.ref == debtor_ref)
-        summaries: dict[str, CaseSummary] = {}
-        for case_ref, d_ref, status, currency, count, total, oldest in self.session.execute(query):
-            known = summaries.get(case_ref)
-            balance = dict(known.balance) if known else {}
-            if currency is not None:
-                balance[currency] = Money(int(total or 0), currency)
-            oldest_due = _earliest(known.oldest_due if known else None, oldest)
-            summaries[case_ref] = CaseSummary(
-                case_ref,
-                d_ref,
-                CaseStatus(status),
-                (known.invoices if known else 0) + int(count),
-                balance,
-                oldest_due,
+            urgent = urgent.where(d.ref == debtor_ref)
+        heads = self.session.execute(urgent).all()
+        totals: dict[UUID, dict[str, tuple[int, int]]] = {}
+        if heads:
+            per_currency = self.session.execute(
+                select(i.case_id, i.currency, func.count(), func.sum(i.amount_minor - i.paid_minor))
+                .where(i.creditor_id == creditor.id, i.case_id.in_([h[0] for h in heads]))
+                .group_by(i.case_id, i.currency)
             )
-        ordered = sorted(
-            summaries.values(), key=lambda s: (s.oldest_due is None, s.oldest_due, s.ref)
-        )
-        return ordered[:limit]
+            for case_id, currency, count, balance in per_currency:
+                totals.setdefault(case_id, {})[currency] = (int(count), int(balance or 0))
+        return [
+            CaseSummary(
+                ref=case_ref,
+                debtor_ref=d_ref,
+                status=CaseStatus(status),
+                invoices=sum(n for n, _ in totals.get(case_id, {}).values()),
+                balance={cur: Money(b, cur) for cur, (_, b) in totals.get(case_id, {}).items()},
+                oldest_due=oldest_due,
+            )
+            for case_id, case_ref, d_ref, status, oldest_due in heads
+        ]
 
     def get(self, creditor: Creditor, ref: str) -> tuple[Case, str] | None:
         """A case with its invoices, and its debtor's ref."""
@@ -208,11 +209,6 @@ class CaseRepository:
             invoices=tuple(_invoice(r) for r in invoices),
         )
         return case, debtor_ref
-
-
-def _earliest(a: dt.date | None, b: dt.date | None) -> dt.date | None:
-    dates = [x for x in (a, b) if x is not None]
-    return min(dates) if dates else None
 
 
 def _invoice(row: InvoiceRow) -> Invoice:
