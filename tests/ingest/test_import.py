@@ -435,3 +435,19 @@ def test_rejections_written_as_csv_name_line_field_and_reason(
     report.write_errors_csv(out)
     with out.open(encoding="utf-8") as handle:
         assert list(csv.reader(handle))[1][:2] == ["2", "email"]
+
+
+def test_a_generated_portfolio_imports_without_a_single_rejection(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The generator's files are what real imports look like: all of it must go in."""
+    from parcours.sim.portfolio import generate_portfolio
+
+    summary = generate_portfolio(tmp_path, debtors=300, seed=3, as_of=dt.date(2026, 11, 30))
+    for kind in ImportKind:
+        report = run_import(engine, kind, tmp_path / f"{kind.value}.csv")
+        assert report.errors == []
+        assert report.file_error is None
+    assert count(engine, DebtorRow) == summary.debtors
+    assert count(engine, InvoiceRow) == summary.invoices
+    assert count(engine, PaymentRow) == summary.payments

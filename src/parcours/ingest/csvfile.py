@@ -25,10 +25,6 @@ _NOT_CSV = {
 @dataclass(frozen=True, slots=True)
 class Header:
     columns: tuple[str, ...]
-    index: dict[str, int]
-
-    def get(self, name: str) -> int | None:
-        return self.index.get(name)
 
 
 @dataclass(slots=True)
@@ -94,7 +90,7 @@ def open_csv(path: Path, required: tuple[str, ...]) -> CsvFile:
     if duplicates:
         handle.close()
         raise FileRejected(f"{path.name}: header repeats column(s) {', '.join(duplicates)}")
-    return CsvFile(path, Header(columns, {c: i for i, c in enumerate(columns)}), delimiter, handle)
+    return CsvFile(path, Header(columns), delimiter, handle)
 
 
 def _encoding_message(path: Path) -> str:

@@ -52,10 +52,6 @@ class ImportReport:
         """0 when every row was accepted and stored, 2 otherwise."""
         return 0 if self.stored and not self.errors and self.file_error is None else 2
 
-    def reasons(self) -> Counter[tuple[str, str]]:
-        """How many rows were rejected per (field, first words of the reason)."""
-        return Counter((error.field, _reason_kind(error.reason)) for error in self.errors)
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -82,10 +78,3 @@ class ImportReport:
             writer = csv.writer(handle)
             writer.writerow(["line", "field", "reason"])
             writer.writerows((e.line, e.field, e.reason) for e in sorted(self.errors))
-
-
-def _reason_kind(reason: str) -> str:
-    # Reasons quote the bad value first ("'x' is not ..."); group by what follows it.
-    if reason.startswith("'") and "' " in reason[1:]:
-        reason = reason[reason.index("' ", 1) + 2 :]
-    return reason
