@@ -8,7 +8,9 @@ failure or a `--strict` rejection rolls everything back.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uuid_utils
@@ -60,27 +62,41 @@ def import_file(
     except FileRejected as exc:
         report.file_error = str(exc)
         return report
-    try:
-        _check_header(kind, csv_file, report)
-        parser = RowParser(kind, csv_file.header.columns, options)
-        store = _Store(kind, options, PortfolioWriter(connection, options.creditor_id))
-        for raw in _raw_batches(csv_file, parser, report, options.batch_size):
-            batch, errors = parser.parse_batch(raw)
-            report.errors.extend(errors)
-            if not (options.strict and report.errors):
-                store.store(batch, report)
-            if progress is not None:
-                progress(csv_file.position())
-        if report.rows == 0:
-            raise FileRejected(f"{path.name} has a header but no rows")
-    except FileRejected as exc:
-        report.file_error = str(exc)
-    finally:
-        csv_file.close()
+    with _paused_gc():
+        try:
+            _check_header(kind, csv_file, report)
+            parser = RowParser(kind, csv_file.header.columns, options)
+            store = _Store(kind, options, PortfolioWriter(connection, options.creditor_id))
+            for raw in _raw_batches(csv_file, parser, report, options.batch_size):
+                batch, errors = parser.parse_batch(raw)
+                report.errors.extend(errors)
+                if not (options.strict and report.errors):
+                    store.store(batch, report)
+                if progress is not None:
+                    progress(csv_file.position())
+            if report.rows == 0:
+                raise FileRejected(f"{path.name} has a header but no rows")
+        except FileRejected as exc:
+            report.file_error = str(exc)
+        finally:
+            csv_file.close()
     if options.strict and report.errors:
         report.inserted = report.updated = report.unchanged = 0
         report.side_effects.clear()
     return report
+
+
+@contextmanager
+def _paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a bulk load allocates millions of acyclic
+    objects, and full collections over a growing heap cost about 15 % of the import."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def report_allows_commit(report: ImportReport) -> bool:
@@ -122,13 +138,14 @@ def _raw_batches(
                 RowError(line, "row", f"has {len(fields)} fields where the header has {width}")
             )
             continue
-        key = parser.row_key(fields)
+        cells = parser.cells(fields)
+        key = parser.row_key(cells)
         if key is not None:
             first = seen.setdefault(key[1], line)
             if first != line:
                 report.errors.append(RowError(line, key[0], _repeated(key, first)))
                 continue
-        batch.append((line, fields))
+        batch.append((line, cells))
         if len(batch) >= size:
             yield batch
             batch = []

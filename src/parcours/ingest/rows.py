@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import functools
 import hashlib
 import zoneinfo
 from collections.abc import Callable
@@ -109,175 +108,172 @@ class ParsedRow:
 
 def digest(*values: Any) -> int:
     """A stable 64-bit digest of a row's stored content (Python's hash() is salted)."""
-    text = "\x1f".join("" if v is None else str(v) for v in values)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), signed=True)
+    return int.from_bytes(
+        hashlib.blake2b(repr(values).encode(), digest_size=8).digest(), signed=True
+    )
 
 
 class RowParser:
-    """Checks rows of one kind of file, given its header."""
+    """Checks rows of one kind of file, given its header.
+
+    Rows first become `cells`: stripped values in the order of `REQUIRED + OPTIONAL` for
+    the kind, "" for a column the file lacks, so each check reads a fixed position.
+    """
 
     def __init__(self, kind: ImportKind, columns: tuple[str, ...], options: ImportOptions) -> None:
         self.kind = kind
         self.options = options
         self.today = options.now.astimezone(options.default_zone).date()
         index = {name: i for i, name in enumerate(columns)}
-        self.at = {name: index.get(name) for name in (*REQUIRED[kind], *OPTIONAL[kind])}
+        # -1 reads the "" that `cells` appends for absent columns.
+        self.order = [index.get(name, -1) for name in (*REQUIRED[kind], *OPTIONAL[kind])]
         self._parse: Callable[[int, list[str], list[RowError]], ParsedRow | None] = {
             ImportKind.DEBTORS: self._debtor,
             ImportKind.INVOICES: self._invoice,
             ImportKind.PAYMENTS: self._payment,
         }[kind]
 
-    def row_key(self, fields: list[str]) -> tuple[str, str] | None:
+    def cells(self, fields: list[str]) -> list[str]:
+        """The row's stripped values in this kind's column order."""
+        fields.append("")
+        return [fields[i].strip() for i in self.order]
+
+    def row_key(self, cells: list[str]) -> tuple[str, str] | None:
         """(field, value) that identifies the row within its file, when it has one."""
-        at = self.at
         if self.kind is ImportKind.PAYMENTS:
-            ref = _cell(fields, at["payment_ref"])
-            if ref:
-                return "payment_ref", ref
+            invoice_ref, amount, paid_at, payment_ref, _ = cells
+            if payment_ref:
+                return "payment_ref", payment_ref
             # Without a payment_ref, the row's own content is its identity.
-            content = (_cell(fields, at[name]) for name in ("invoice_ref", "amount", "paid_at"))
-            return "row", "H" + f"{digest(*content) & (2**63 - 1):016x}"
-        name = "debtor_ref" if self.kind is ImportKind.DEBTORS else "invoice_ref"
-        value = _cell(fields, at[name])
-        return (name, value) if value else None
+            return "row", "H" + f"{digest(invoice_ref, amount, paid_at) & (2**63 - 1):016x}"
+        # Debtors and invoices both start with their own ref.
+        name = REQUIRED[self.kind][0]
+        return (name, cells[0]) if cells[0] else None
 
     def parse_batch(
         self, rows: list[tuple[int, list[str]]]
     ) -> tuple[list[ParsedRow], list[RowError]]:
-        """Check a batch of (line, fields); returns the good rows and the errors found."""
+        """Check a batch of (line, cells); returns the good rows and the errors found."""
         parsed: list[ParsedRow] = []
         errors: list[RowError] = []
-        for line, fields in rows:
-            row = self._parse(line, fields, errors)
+        parse = self._parse
+        for line, cells in rows:
+            row = parse(line, cells, errors)
             if row is not None:
                 parsed.append(row)
         return parsed, errors
 
-    # -- shared field handling -----------------------------------------------------------
+    # -- the kinds: each field checked once, every problem of a row reported -------------
 
-    def _values(self, fields: list[str]) -> dict[str, str]:
-        return {name: _cell(fields, i) for name, i in self.at.items()}
-
-    @staticmethod
-    def _ref(name: str, value: str, line: int, errors: list[RowError]) -> str | None:
-        if not value:
-            errors.append(RowError(line, name, "is required but empty"))
-            return None
-        if len(value) > MAX_REF:
-            errors.append(RowError(line, name, f"is longer than {MAX_REF} characters"))
-            return None
-        return value
-
-    @staticmethod
-    def _optional(
-        name: str,
-        v: dict[str, str],
-        line: int,
-        errors: list[RowError],
-        parse: Callable[[str], Any],
-    ) -> Any:
-        """The parsed value, None when empty; a failure becomes a row error."""
-        if not v[name]:
-            return None
-        try:
-            return parse(v[name])
-        except FieldError as exc:
-            errors.append(RowError(line, name, str(exc)))
-            return None
-
-    def _required(
-        self,
-        name: str,
-        v: dict[str, str],
-        line: int,
-        errors: list[RowError],
-        parse: Callable[[str], Any],
-    ) -> Any:
-        if not v[name]:
-            errors.append(RowError(line, name, "is required but empty"))
-            return None
-        return self._optional(name, v, line, errors, parse)
-
-    # -- the kinds -----------------------------------------------------------------------
-
-    def _debtor(self, line: int, fields: list[str], errors: list[RowError]) -> ParsedRow | None:
-        v = self._values(fields)
+    def _debtor(self, line: int, c: list[str], errors: list[RowError]) -> ParsedRow | None:
+        ref, name, email, phone, language, country, street, postcode, city, year, zone = c
         before = len(errors)
-        ref = self._ref("debtor_ref", v["debtor_ref"], line, errors)
-        name = self._required(
-            "name", v, line, errors, functools.partial(parse_text, max_length=200)
-        )
-        country = self._optional("country", v, line, errors, parse_country)
-        region = country or self.options.default_region
+        _ref("debtor_ref", ref, line, errors)
+        if name:
+            _check(errors, line, "name", parse_text, name, 200)
+        else:
+            errors.append(RowError(line, "name", _MISSING))
+        country = country and _check(errors, line, "country", parse_country, country)
         language = (
-            self._optional("language", v, line, errors, parse_language)
-            or self.options.default_language
-        )
-        email = self._optional("email", v, line, errors, parse_email)
-        phone = self._optional("phone", v, line, errors, lambda t: parse_phone(t, region))
-        timezone = self._optional("timezone", v, line, errors, parse_timezone)
-        birth_year = self._optional(
-            "birth_year", v, line, errors, lambda t: parse_birth_year(t, self.today)
-        )
-        address = [
-            self._optional(part, v, line, errors, functools.partial(parse_text, max_length=limit))
-            for part, limit in (("street", 200), ("postcode", 16), ("city", 100))
-        ]
+            language and _check(errors, line, "language", parse_language, language)
+        ) or self.options.default_language
+        email = email and _check(errors, line, "email", parse_email, email)
+        if phone:
+            region = country or self.options.default_region
+            phone = _check(errors, line, "phone", parse_phone, phone, region)
+        zone = zone and _check(errors, line, "timezone", parse_timezone, zone)
+        birth_year = year and _check(errors, line, "birth_year", parse_birth_year, year, self.today)
+        street = street and _check(errors, line, "street", parse_text, street, 200)
+        postcode = postcode and _check(errors, line, "postcode", parse_text, postcode, 16)
+        city = city and _check(errors, line, "city", parse_text, city, 100)
+        address = (street or None, postcode or None, city or None)
         if any(address) and not all(address):
-            missing = [
+            missing = next(
                 p for p, a in zip(("street", "postcode", "city"), address, strict=True) if not a
-            ]
-            errors.append(
-                RowError(line, missing[0], "is empty but the rest of the postal address is given")
             )
-        if len(errors) > before or ref is None:
+            errors.append(
+                RowError(line, missing, "is empty but the rest of the postal address is given")
+            )
+        if len(errors) > before:
             return None
-        values = (name, language, country, timezone, birth_year, email, phone, *address)
+        values = (
+            name,
+            language,
+            country or None,
+            zone or None,
+            birth_year or None,
+            email or None,
+            phone or None,
+            *address,
+        )
         return ParsedRow(line, ref, values, digest(*values))
 
-    def _invoice(self, line: int, fields: list[str], errors: list[RowError]) -> ParsedRow | None:
-        v = self._values(fields)
+    def _invoice(self, line: int, c: list[str], errors: list[RowError]) -> ParsedRow | None:
+        ref, debtor_ref, amount, currency, issue, due, description = c
         before = len(errors)
-        ref = self._ref("invoice_ref", v["invoice_ref"], line, errors)
-        debtor_ref = self._ref("debtor_ref", v["debtor_ref"], line, errors)
-        currency = self._required("currency", v, line, errors, parse_currency)
-        amount = None
-        if currency is not None:
-            amount = self._required("amount", v, line, errors, lambda a: parse_money(a, currency))
-        issue = self._required("issue_date", v, line, errors, parse_date)
-        due = self._required("due_date", v, line, errors, parse_date)
-        if issue and due and due < issue:
+        _ref("invoice_ref", ref, line, errors)
+        _ref("debtor_ref", debtor_ref, line, errors)
+        if currency:
+            currency = _check(errors, line, "currency", parse_currency, currency)
+        else:
+            errors.append(RowError(line, "currency", _MISSING))
+        if not amount:
+            errors.append(RowError(line, "amount", _MISSING))
+        elif currency:
+            amount = _check(errors, line, "amount", parse_money, amount, currency)
+        dates = []
+        for field_name, value in (("issue_date", issue), ("due_date", due)):
+            if not value:
+                errors.append(RowError(line, field_name, _MISSING))
+            dates.append(value and _check(errors, line, field_name, parse_date, value))
+        if all(dates) and due < issue:
             errors.append(RowError(line, "due_date", f"{due} is before the issue date {issue}"))
-        description = self._optional(
-            "description", v, line, errors, functools.partial(parse_text, max_length=500)
-        )
-        if len(errors) > before or ref is None:
+        if description:
+            _check(errors, line, "description", parse_text, description, 500)
+        if len(errors) > before:
             return None
-        values = (amount, currency, issue, due, description)
+        values = (amount, currency, issue, due, description or None)
         return ParsedRow(line, ref, values, digest(debtor_ref, *values), (debtor_ref,))
 
-    def _payment(self, line: int, fields: list[str], errors: list[RowError]) -> ParsedRow | None:
-        v = self._values(fields)
+    def _payment(self, line: int, c: list[str], errors: list[RowError]) -> ParsedRow | None:
+        invoice_ref, amount, paid_at, payment_ref, currency = c
         before = len(errors)
-        invoice_ref = self._ref("invoice_ref", v["invoice_ref"], line, errors)
-        if len(v["payment_ref"]) > MAX_REF:
+        _ref("invoice_ref", invoice_ref, line, errors)
+        if len(payment_ref) > MAX_REF:
             errors.append(RowError(line, "payment_ref", f"is longer than {MAX_REF} characters"))
-        amount = v["amount"]
         if not amount:
-            errors.append(RowError(line, "amount", "is required but empty"))
-        paid_at = self._required(
-            "paid_at", v, line, errors, lambda t: parse_timestamp(t, self.options.default_zone)
-        )
-        if paid_at is not None and paid_at > self.options.now:
-            errors.append(RowError(line, "paid_at", f"{v['paid_at']!r} is in the future"))
-        currency = self._optional("currency", v, line, errors, parse_currency)
-        key = self.row_key(fields)
-        if len(errors) > before or invoice_ref is None or key is None:
+            errors.append(RowError(line, "amount", _MISSING))
+        zone, moment = self.options.default_zone, None
+        if not paid_at:
+            errors.append(RowError(line, "paid_at", _MISSING))
+        else:
+            moment = _check(errors, line, "paid_at", parse_timestamp, paid_at, zone)
+            if moment is not None and moment > self.options.now:
+                errors.append(RowError(line, "paid_at", f"{paid_at!r} is in the future"))
+        currency = currency and _check(errors, line, "currency", parse_currency, currency)
+        key = self.row_key(c)
+        if len(errors) > before or key is None:
             return None
         # The amount's decimals depend on the invoice's currency: checked when storing.
-        return ParsedRow(line, key[1], (paid_at,), 0, (invoice_ref, amount, currency))
+        return ParsedRow(line, key[1], (moment,), 0, (invoice_ref, amount, currency or None))
 
 
-def _cell(fields: list[str], index: int | None) -> str:
-    return "" if index is None else fields[index].strip()
+_MISSING = "is required but empty"
+
+
+def _ref(name: str, value: str, line: int, errors: list[RowError]) -> None:
+    if not value:
+        errors.append(RowError(line, name, _MISSING))
+    elif len(value) > MAX_REF:
+        errors.append(RowError(line, name, f"is longer than {MAX_REF} characters"))
+
+
+def _check(
+    errors: list[RowError], line: int, name: str, parse: Callable[..., Any], *args: Any
+) -> Any:
+    """`parse(*args)`, or None with the failure recorded as this row's error on `name`."""
+    try:
+        return parse(*args)
+    except FieldError as exc:
+        errors.append(RowError(line, name, str(exc)))
+        return None
