@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -91,6 +92,17 @@ def _tenant_fk() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("creditors.id", ondelete="RESTRICT"))
 
 
+def _same_tenant(column: str, parent: str) -> ForeignKeyConstraint:
+    """A key to `parent` that also requires the parent to belong to the same creditor.
+
+    One check instead of two (parent, creditor) per row, and a row can never point at
+    another tenant's record; the creditor itself is reached through the parent.
+    """
+    return ForeignKeyConstraint(
+        [column, "creditor_id"], [f"{parent}.id", f"{parent}.creditor_id"], ondelete="RESTRICT"
+    )
+
+
 class CreditorRow(Base):
     __tablename__ = "creditors"
 
@@ -105,6 +117,7 @@ class DebtorRow(Base):
     __tablename__ = "debtors"
     __table_args__ = (
         UniqueConstraint("creditor_id", "ref"),
+        UniqueConstraint("id", "creditor_id"),  # target of tenant-safe composite keys
         CheckConstraint("email_consent IN ('unknown','granted','opted_out')", name="email_consent"),
         CheckConstraint("phone_consent IN ('unknown','granted','opted_out')", name="phone_consent"),
         CheckConstraint(
@@ -141,13 +154,15 @@ class CaseRow(Base):
     __tablename__ = "cases"
     __table_args__ = (
         UniqueConstraint("creditor_id", "ref"),
+        UniqueConstraint("id", "creditor_id"),
+        _same_tenant("debtor_id", "debtors"),
         Index("ix_cases_creditor_id_debtor_id", "creditor_id", "debtor_id"),
         CheckConstraint("status IN ('open','closed')", name="status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
-    debtor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("debtors.id", ondelete="RESTRICT"))
+    creditor_id: Mapped[uuid.UUID]
+    debtor_id: Mapped[uuid.UUID]
     ref: Mapped[str] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(16), server_default="open")
     opened_at: Mapped[dt.datetime]
@@ -159,14 +174,16 @@ class InvoiceRow(Base):
     __table_args__ = (
         UniqueConstraint("creditor_id", "ref"),
         UniqueConstraint("creditor_id", "structured_communication"),
+        UniqueConstraint("id", "creditor_id"),
+        _same_tenant("case_id", "cases"),
         Index("ix_invoices_case_id", "case_id"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("due_date >= issue_date", name="due_after_issue"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
-    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="RESTRICT"))
+    creditor_id: Mapped[uuid.UUID]
+    case_id: Mapped[uuid.UUID]
     ref: Mapped[str] = mapped_column(String(64))
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
@@ -185,13 +202,14 @@ class PaymentRow(Base):
     __tablename__ = "payments"
     __table_args__ = (
         UniqueConstraint("creditor_id", "ref"),
+        _same_tenant("invoice_id", "invoices"),
         Index("ix_payments_invoice_id", "invoice_id"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
-    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"))
+    creditor_id: Mapped[uuid.UUID]
+    invoice_id: Mapped[uuid.UUID]
     # The creditor's or bank's reference; derived from the row's content when absent.
     ref: Mapped[str] = mapped_column(String(80))
     amount_minor: Mapped[int]
@@ -205,14 +223,15 @@ class PaymentRow(Base):
 class PromiseRow(Base):
     __tablename__ = "promises"
     __table_args__ = (
+        _same_tenant("case_id", "cases"),
         Index("ix_promises_case_id", "case_id"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("state IN ('pending','kept','broken','cancelled')", name="state"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
-    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="RESTRICT"))
+    creditor_id: Mapped[uuid.UUID]
+    case_id: Mapped[uuid.UUID]
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     due_on: Mapped[dt.date]

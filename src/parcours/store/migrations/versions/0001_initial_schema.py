@@ -21,7 +21,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "creditors",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -92,6 +91,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_debtors")),
         sa.UniqueConstraint("creditor_id", "ref", name=op.f("uq_debtors_creditor_id_ref")),
+        sa.UniqueConstraint("id", "creditor_id", name=op.f("uq_debtors_id_creditor_id")),
     )
     op.create_table(
         "cases",
@@ -104,19 +104,14 @@ def upgrade() -> None:
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("status IN ('open','closed')", name=op.f("ck_cases_status")),
         sa.ForeignKeyConstraint(
-            ["creditor_id"],
-            ["creditors.id"],
-            name=op.f("fk_cases_creditor_id_creditors"),
-            ondelete="RESTRICT",
-        ),
-        sa.ForeignKeyConstraint(
-            ["debtor_id"],
-            ["debtors.id"],
+            ["debtor_id", "creditor_id"],
+            ["debtors.id", "debtors.creditor_id"],
             name=op.f("fk_cases_debtor_id_debtors"),
             ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cases")),
         sa.UniqueConstraint("creditor_id", "ref", name=op.f("uq_cases_creditor_id_ref")),
+        sa.UniqueConstraint("id", "creditor_id", name=op.f("uq_cases_id_creditor_id")),
     )
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.create_index(
@@ -172,12 +167,9 @@ def upgrade() -> None:
         sa.CheckConstraint("amount_minor > 0", name=op.f("ck_invoices_amount_positive")),
         sa.CheckConstraint("due_date >= issue_date", name=op.f("ck_invoices_due_after_issue")),
         sa.ForeignKeyConstraint(
-            ["case_id"], ["cases.id"], name=op.f("fk_invoices_case_id_cases"), ondelete="RESTRICT"
-        ),
-        sa.ForeignKeyConstraint(
-            ["creditor_id"],
-            ["creditors.id"],
-            name=op.f("fk_invoices_creditor_id_creditors"),
+            ["case_id", "creditor_id"],
+            ["cases.id", "cases.creditor_id"],
+            name=op.f("fk_invoices_case_id_cases"),
             ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invoices")),
@@ -187,6 +179,7 @@ def upgrade() -> None:
             "structured_communication",
             name=op.f("uq_invoices_creditor_id_structured_communication"),
         ),
+        sa.UniqueConstraint("id", "creditor_id", name=op.f("uq_invoices_id_creditor_id")),
     )
     with op.batch_alter_table("invoices", schema=None) as batch_op:
         batch_op.create_index("ix_invoices_case_id", ["case_id"], unique=False)
@@ -206,12 +199,9 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("amount_minor > 0", name=op.f("ck_promises_amount_positive")),
         sa.ForeignKeyConstraint(
-            ["case_id"], ["cases.id"], name=op.f("fk_promises_case_id_cases"), ondelete="RESTRICT"
-        ),
-        sa.ForeignKeyConstraint(
-            ["creditor_id"],
-            ["creditors.id"],
-            name=op.f("fk_promises_creditor_id_creditors"),
+            ["case_id", "creditor_id"],
+            ["cases.id", "cases.creditor_id"],
+            name=op.f("fk_promises_case_id_cases"),
             ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_promises")),
@@ -233,14 +223,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("amount_minor > 0", name=op.f("ck_payments_amount_positive")),
         sa.ForeignKeyConstraint(
-            ["creditor_id"],
-            ["creditors.id"],
-            name=op.f("fk_payments_creditor_id_creditors"),
-            ondelete="RESTRICT",
-        ),
-        sa.ForeignKeyConstraint(
-            ["invoice_id"],
-            ["invoices.id"],
+            ["invoice_id", "creditor_id"],
+            ["invoices.id", "invoices.creditor_id"],
             name=op.f("fk_payments_invoice_id_invoices"),
             ondelete="RESTRICT",
         ),
@@ -249,13 +233,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.create_index("ix_payments_invoice_id", ["invoice_id"], unique=False)
-
     _forbid_rewrites()
 
 
 def downgrade() -> None:
     _allow_rewrites()
-
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.drop_index("ix_payments_invoice_id")
 
