@@ -51,6 +51,7 @@ def run_import(
     strict: bool = False,
     now: dt.datetime = NOW,
     batch_size: int = 5000,
+    parallel: bool | None = False,
 ) -> ImportReport:
     """Import as the CLI does: one transaction, committed only when the report allows."""
     with UnitOfWork(engine) as uow:
@@ -61,6 +62,7 @@ def run_import(
             now=now,
             strict=strict,
             batch_size=batch_size,
+            parallel=parallel,
         )
         report = import_file(uow.connection(), kind, path, options)
         if report_allows_commit(report):

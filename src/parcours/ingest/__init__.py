@@ -4,9 +4,13 @@ Valid rows are stored, every rejected row is reported with its line, field and r
 and a file that cannot be read at all stores nothing.
 """
 
-from parcours.ingest.importer import import_file, report_allows_commit
+from typing import TYPE_CHECKING, Any
+
 from parcours.ingest.report import FileRejected, ImportReport, RowError
 from parcours.ingest.rows import ImportKind, ImportOptions
+
+if TYPE_CHECKING:
+    from parcours.ingest.importer import import_file, report_allows_commit
 
 __all__ = [
     "FileRejected",
@@ -17,3 +21,13 @@ __all__ = [
     "import_file",
     "report_allows_commit",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The importer needs the database layer; importing it lazily keeps the row-checking
+    # worker processes (which import this package) free of SQLAlchemy.
+    if name in ("import_file", "report_allows_commit"):
+        from parcours.ingest import importer
+
+        return getattr(importer, name)
+    raise AttributeError(name)

@@ -8,15 +8,15 @@ failure or a `--strict` rejection rolls everything back.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import uuid_utils
 from sqlalchemy import Connection
 
 from parcours.domain.structured_communication import structured_communication_digits
+from parcours.ingest.checking import CheckedBatch, checked_batches, checked_in_workers, paused_gc
 from parcours.ingest.csvfile import CsvFile, open_csv
 from parcours.ingest.fields import FieldError, parse_money
 from parcours.ingest.report import FileRejected, ImportReport, RowError
@@ -34,7 +34,8 @@ from parcours.store.schema import DebtorRow, InvoiceRow, PaymentRow
 
 __all__ = ["ImportKind", "ImportOptions", "import_file", "report_allows_commit"]
 
-RawBatch = list[tuple[int, list[str]]]
+# Files from this size on are read and checked by a second process.
+PARALLEL_FROM_BYTES = 2 * 1024 * 1024
 _MODELS: dict[ImportKind, type[DebtorRow] | type[InvoiceRow] | type[PaymentRow]] = {
     ImportKind.DEBTORS: DebtorRow,
     ImportKind.INVOICES: InvoiceRow,
@@ -62,18 +63,23 @@ def import_file(
     except FileRejected as exc:
         report.file_error = str(exc)
         return report
-    with _paused_gc():
+    with paused_gc():
         try:
             _check_header(kind, csv_file, report)
-            parser = RowParser(kind, csv_file.header.columns, options)
             store = _Store(kind, options, PortfolioWriter(connection, options.creditor_id))
-            for raw in _raw_batches(csv_file, parser, report, options.batch_size):
-                batch, errors = parser.parse_batch(raw)
-                report.errors.extend(errors)
+            workers = _workers(kind, path, options)
+            if workers:
+                checked = checked_in_workers(path, kind, options, workers)
+            else:
+                parser = RowParser(kind, csv_file.header.columns, options)
+                checked = checked_batches(csv_file, parser, options.batch_size)
+            seen: dict[str, int] = {}
+            for batch in checked:
+                rows = _first_occurrences(batch, seen, report)
                 if not (options.strict and report.errors):
-                    store.store(batch, report)
+                    store.store(rows, report)
                 if progress is not None:
-                    progress(csv_file.position())
+                    progress(batch.position)
             if report.rows == 0:
                 raise FileRejected(f"{path.name} has a header but no rows")
         except FileRejected as exc:
@@ -86,17 +92,16 @@ def import_file(
     return report
 
 
-@contextmanager
-def _paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector: a bulk load allocates millions of acyclic
-    objects, and full collections over a growing heap cost about 15 % of the import."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+def _workers(kind: ImportKind, path: Path, options: ImportOptions) -> int:
+    """How many processes should check rows while this one stores them (0: none)."""
+    parallel = options.parallel
+    if parallel is None:
+        parallel = path.stat().st_size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) > 1
+    if not parallel:
+        return 0
+    # A debtor row costs about three times an invoice row to check (phone validation),
+    # so two checkers keep up with one storer; for other kinds storing is the slower side.
+    return 2 if kind is ImportKind.DEBTORS else 1
 
 
 def report_allows_commit(report: ImportReport) -> bool:
@@ -123,43 +128,35 @@ def _check_header(kind: ImportKind, csv_file: CsvFile, report: ImportReport) -> 
         report.warnings.append(f"ignored unknown column(s): {', '.join(sorted(unknown))}")
 
 
-def _raw_batches(
-    csv_file: CsvFile, parser: RowParser, report: ImportReport, size: int
-) -> Iterator[RawBatch]:
-    """Rows of the right width whose key was not seen before in the file, in batches."""
-    width = len(csv_file.header.columns)
-    # key → first line: a ref repeated in one file is ambiguous, so later rows are refused.
-    seen: dict[str, int] = {}
-    batch: RawBatch = []
-    for line, fields in csv_file.rows():
-        report.rows += 1
-        if len(fields) != width:
-            report.errors.append(
-                RowError(line, "row", f"has {len(fields)} fields where the header has {width}")
-            )
-            continue
-        cells = parser.cells(fields)
-        key = parser.row_key(cells)
-        if key is not None:
-            first = seen.setdefault(key[1], line)
-            if first != line:
-                report.errors.append(RowError(line, key[0], _repeated(key, first)))
-                continue
-        batch.append((line, cells))
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _first_occurrences(
+    batch: CheckedBatch, seen: dict[str, int], report: ImportReport
+) -> list[ParsedRow]:
+    """The batch's rows whose key was not seen earlier in the file; later ones are refused.
+
+    A ref repeated in one file is ambiguous, so only its first row can be stored; a
+    repeated row reports that alone, not its other problems.
+    """
+    report.rows += batch.rows
+    repeated: set[int] = set()
+    for line, field, value in batch.keys:
+        first = seen.setdefault(value, line)
+        if first != line:
+            repeated.add(line)
+            report.errors.append(RowError(line, field, _repeated(field, value, first)))
+    if not repeated:
+        report.errors.extend(batch.errors)
+        return batch.parsed
+    report.errors.extend(e for e in batch.errors if e.line not in repeated)
+    return [row for row in batch.parsed if row.line not in repeated]
 
 
-def _repeated(key: tuple[str, str], first: int) -> str:
-    if key[0] == "row":
+def _repeated(field: str, value: str, first: int) -> str:
+    if field == "row":
         return (
             f"repeats the payment of line {first} (same invoice_ref, amount and paid_at; "
             "add a payment_ref column if both are real)"
         )
-    return f"{key[1]!r} appears again (first on line {first})"
+    return f"{value!r} appears again (first on line {first})"
 
 
 def _new_id() -> str:
@@ -199,7 +196,7 @@ class _Store:
             elif found[1] == p.digest:
                 report.unchanged += 1
             else:
-                updates.append((*p.values, p.digest, now, found[0].hex))
+                updates.append((*p.values, p.digest, now, found[0]))
         self.writer.insert(
             "debtors",
             (
@@ -243,20 +240,20 @@ class _Store:
                 )
                 continue
             if open_case is not None:
-                case_id = open_case.hex
+                case_id = open_case
             elif debtor_ref in new_cases:
                 case_id = new_cases[debtor_ref]
             else:
                 case_id = new_cases[debtor_ref] = _new_id()
                 case_ref = f"C-{debtor_ref}" + (f"-{case_count + 1}" if case_count else "")
-                case_rows.append((case_id, creditor, debtor_id.hex, case_ref, "open", now))
+                case_rows.append((case_id, creditor, debtor_id, case_ref, "open", now))
             found = existing.get(p.ref)
             if found is None:
                 inserts.append((p, case_id))
             elif found[1] == p.digest:
                 report.unchanged += 1
             else:
-                updates.append((case_id, *p.values, p.digest, now, found[0].hex))
+                updates.append((case_id, *p.values, p.digest, now, found[0]))
         self.writer.insert(
             "cases", ("id", "creditor_id", "debtor_id", "ref", "status", "opened_at"), case_rows
         )
@@ -328,7 +325,7 @@ class _Store:
                 report.errors.append(RowError(p.line, "amount", str(exc)))
                 continue
             paid_at = self.writer.timestamp(p.values[0])
-            values = (invoice_id.hex, minor, invoice_currency, paid_at)
+            values = (invoice_id, minor, invoice_currency, paid_at)
             content = digest(*values)
             found = existing.get(p.ref)
             if found is None:
@@ -338,7 +335,7 @@ class _Store:
                 report.unchanged += 1
             else:
                 touched.extend((invoice_id, found[2]))
-                updates.append((*values, content, found[0].hex))
+                updates.append((*values, content, found[0]))
         self.writer.insert(
             "payments",
             ("id", "creditor_id", "ref", *PAYMENT_FIELDS, "source", "source_digest", "created_at"),

@@ -12,7 +12,7 @@ import hashlib
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from parcours.ingest.fields import (
@@ -93,11 +93,15 @@ class ImportOptions:
     )
     strict: bool = False
     batch_size: int = 5000
+    # Read and check rows in a second process; None: for files of a few MB and more.
+    parallel: bool | None = None
 
 
-@dataclass(slots=True)
-class ParsedRow:
-    """A row that passed the field checks: its key, storage values and content digest."""
+class ParsedRow(NamedTuple):
+    """A row that passed the field checks: its key, storage values and content digest.
+
+    A tuple, because batches of them cross process boundaries: tuples pickle fastest.
+    """
 
     line: int
     ref: str

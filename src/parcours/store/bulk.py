@@ -15,12 +15,14 @@ from uuid import UUID
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    String,
     Text,
     any_,
     bindparam,
     exists,
     func,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -46,6 +48,16 @@ DEBTOR_FIELDS = (
 )
 INVOICE_FIELDS = ("case_id", "amount_minor", "currency", "issue_date", "due_date", "description")
 PAYMENT_FIELDS = ("invoice_id", "amount_minor", "currency", "paid_at")
+
+
+def _raw(column: Any) -> Any:
+    """The column without SQLAlchemy's UUID conversion: the bulk path wants storage form."""
+    return type_coerce(column, String())
+
+
+def _hex(value: str | UUID) -> str:
+    """An id in storage form: SQLite returns the stored hex, psycopg a UUID."""
+    return value if isinstance(value, str) else value.hex
 
 
 class PortfolioWriter:
@@ -83,51 +95,51 @@ class PortfolioWriter:
         query = select(exists().where(model.creditor_id == self.creditor_id))
         return bool(self.connection.execute(query).scalar())
 
-    def debtors_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[UUID, int, bool]]:
+    def debtors_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, bool]]:
         """ref → (id, source digest, erased) for the refs that exist."""
         t = DebtorRow
         rows = self.connection.execute(
-            select(t.ref, t.id, t.source_digest, t.erased_at.is_not(None)).where(
+            select(t.ref, _raw(t.id), t.source_digest, t.erased_at.is_not(None)).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (id_, digest, erased) for ref, id_, digest, erased in rows}
+        return {ref: (_hex(id_), digest, erased) for ref, id_, digest, erased in rows}
 
-    def debtor_cases(self, refs: Sequence[str]) -> dict[str, tuple[UUID, bool, UUID | None, int]]:
+    def debtor_cases(self, refs: Sequence[str]) -> dict[str, tuple[str, bool, str | None, int]]:
         """debtor ref → (debtor id, erased, open case id or None, number of cases)."""
         d, c = DebtorRow, CaseRow
         rows = self.connection.execute(
-            select(d.ref, d.id, d.erased_at.is_not(None), c.id, c.status)
+            select(d.ref, _raw(d.id), d.erased_at.is_not(None), _raw(c.id), c.status)
             .outerjoin(c, (c.debtor_id == d.id) & (c.creditor_id == d.creditor_id))
             .where(d.creditor_id == self.creditor_id, self._among(d.ref, refs))
         )
-        found: dict[str, tuple[UUID, bool, UUID | None, int]] = {}
+        found: dict[str, tuple[str, bool, str | None, int]] = {}
         for ref, debtor_id, erased, case_id, status in rows:
-            _, _, open_case, count = found.get(ref, (debtor_id, erased, None, 0))
+            _, _, open_case, count = found.get(ref, (_hex(debtor_id), erased, None, 0))
             if status == "open":
-                open_case = case_id
-            found[ref] = (debtor_id, erased, open_case, count + (case_id is not None))
+                open_case = _hex(case_id)
+            found[ref] = (_hex(debtor_id), erased, open_case, count + (case_id is not None))
         return found
 
-    def invoices_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[UUID, int, str]]:
+    def invoices_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, str]]:
         """ref → (id, source digest, currency)."""
         t = InvoiceRow
         rows = self.connection.execute(
-            select(t.ref, t.id, t.source_digest, t.currency).where(
+            select(t.ref, _raw(t.id), t.source_digest, t.currency).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (id_, digest, currency) for ref, id_, digest, currency in rows}
+        return {ref: (_hex(id_), digest, currency) for ref, id_, digest, currency in rows}
 
-    def payments_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[UUID, int, UUID]]:
+    def payments_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, str]]:
         """ref → (id, source digest, invoice id)."""
         t = PaymentRow
         rows = self.connection.execute(
-            select(t.ref, t.id, t.source_digest, t.invoice_id).where(
+            select(t.ref, _raw(t.id), t.source_digest, _raw(t.invoice_id)).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (id_, digest, invoice_id) for ref, id_, digest, invoice_id in rows}
+        return {ref: (_hex(i), digest, _hex(inv)) for ref, i, digest, inv in rows}
 
     # -- writes --------------------------------------------------------------------------
 
@@ -175,9 +187,9 @@ class PortfolioWriter:
             [(*row, self.creditor_hex) for row in rows],
         )
 
-    def refresh_paid(self, invoice_ids: Iterable[UUID]) -> None:
-        """Recompute `paid_minor` of these invoices from their payments."""
-        ids = list(set(invoice_ids))
+    def refresh_paid(self, invoice_ids: Iterable[str]) -> None:
+        """Recompute `paid_minor` of these invoices (ids in storage form) from their payments."""
+        ids = [UUID(hex=i) for i in set(invoice_ids)]
         if not ids:
             return
         p, i = PaymentRow, InvoiceRow
