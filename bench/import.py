@@ -24,7 +24,6 @@ from pathlib import Path
 
 from parcours.ingest import ImportKind, import_file
 from parcours.ingest.importer import ImportOptions, report_allows_commit
-from parcours.sim.portfolio import generate_portfolio
 from parcours.store.db import connect
 from parcours.store.migrate import upgrade
 from parcours.store.uow import UnitOfWork
@@ -39,6 +38,9 @@ def portfolio(data_dir: Path, debtors: int, invoices: int) -> Path:
     """Generate (once, cached on disk) the portfolio to import."""
     out = data_dir / f"portfolio-{debtors}-{invoices}"
     if not (out / "manifest.json").exists():
+        # Imported here: the import's worker processes re-import this module.
+        from parcours.sim.portfolio import generate_portfolio
+
         generate_portfolio(
             out, debtors=debtors, seed=42, as_of=AS_OF, invoices_per_debtor=invoices / debtors
         )

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -123,7 +124,8 @@ def _append_one(engine: Engine, table: str) -> str:
         uow.commit()
     with engine.connect() as connection:
         stored = connection.execute(text(f"SELECT id FROM {table}")).scalar_one()
-    assert str(stored).replace("-", "") == entry_id.hex
+    # SQLite keeps 16 raw bytes, PostgreSQL a native uuid.
+    assert (UUID(bytes=stored) if isinstance(stored, bytes) else stored) == entry_id
     return str(stored)
 
 

@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import uuid_utils
 from sqlalchemy import Connection
 
 from parcours.domain.structured_communication import structured_communication_digits
@@ -159,10 +158,6 @@ def _repeated(field: str, value: str, first: int) -> str:
     return f"{value!r} appears again (first on line {first})"
 
 
-def _new_id() -> str:
-    return uuid_utils.uuid7().hex
-
-
 class _Store:
     """Phase two: check rows against the store and write them, one batch at a time."""
 
@@ -182,11 +177,13 @@ class _Store:
     def _store_debtors(self, batch: list[ParsedRow], report: ImportReport) -> None:
         existing = {} if self.first_load else self.writer.debtors_by_ref([p.ref for p in batch])
         inserts, updates = [], []
-        creditor, now = self.writer.creditor_hex, self.now
+        creditor, now = self.writer.creditor_key, self.now
         for p in batch:
             found = existing.get(p.ref)
             if found is None:
-                inserts.append((_new_id(), creditor, p.ref, *p.values, p.digest, now, now))
+                inserts.append(
+                    (self.writer.new_id(), creditor, p.ref, *p.values, p.digest, now, now)
+                )
             elif found[2]:
                 report.errors.append(
                     RowError(
@@ -217,7 +214,7 @@ class _Store:
     def _store_invoices(self, batch: list[ParsedRow], report: ImportReport) -> None:
         debtors = self.writer.debtor_cases(list({p.extra[0] for p in batch}))
         existing = {} if self.first_load else self.writer.invoices_by_ref([p.ref for p in batch])
-        creditor, now = self.writer.creditor_hex, self.now
+        creditor, now = self.writer.creditor_key, self.now
         new_cases: dict[str, str] = {}
         case_rows, inserts, updates = [], [], []
         for p in batch:
@@ -244,7 +241,7 @@ class _Store:
             elif debtor_ref in new_cases:
                 case_id = new_cases[debtor_ref]
             else:
-                case_id = new_cases[debtor_ref] = _new_id()
+                case_id = new_cases[debtor_ref] = self.writer.new_id()
                 case_ref = f"C-{debtor_ref}" + (f"-{case_count + 1}" if case_count else "")
                 case_rows.append((case_id, creditor, debtor_id, case_ref, "open", now))
             found = existing.get(p.ref)
@@ -260,7 +257,7 @@ class _Store:
         first_base = self.writer.reserve_ogm_bases(len(inserts)) if inserts else 0
         rows = [
             (
-                _new_id(),
+                self.writer.new_id(),
                 creditor,
                 p.ref,
                 case_id,
@@ -294,7 +291,7 @@ class _Store:
     def _store_payments(self, batch: list[ParsedRow], report: ImportReport) -> None:
         invoices = self.writer.invoices_by_ref(list({p.extra[0] for p in batch}))
         existing = {} if self.first_load else self.writer.payments_by_ref([p.ref for p in batch])
-        creditor, now = self.writer.creditor_hex, self.now
+        creditor, now = self.writer.creditor_key, self.now
         inserts, updates, touched = [], [], []
         for p in batch:
             invoice_ref, amount_text, currency = p.extra
@@ -330,7 +327,9 @@ class _Store:
             found = existing.get(p.ref)
             if found is None:
                 touched.append(invoice_id)
-                inserts.append((_new_id(), creditor, p.ref, *values, "import", content, now))
+                inserts.append(
+                    (self.writer.new_id(), creditor, p.ref, *values, "import", content, now)
+                )
             elif found[1] == content:
                 report.unchanged += 1
             else:

@@ -92,7 +92,7 @@ class ImportOptions:
         default_factory=lambda: zoneinfo.ZoneInfo("Europe/Brussels")
     )
     strict: bool = False
-    batch_size: int = 5000
+    batch_size: int = 10000
     # Read and check rows in a second process; None: for files of a few MB and more.
     parallel: bool | None = None
 

@@ -1,6 +1,6 @@
 """Set-based reads and writes for portfolio imports: one query per batch, never per row.
 
-Rows arrive as tuples of plain values already in storage form (UUIDs as 32 hex digits,
+Rows arrive as tuples of plain values already in storage form (ids from `new_id`,
 dates as ISO strings, money in minor units). SQLite gets `executemany`; PostgreSQL gets
 `COPY`, which is several times faster than multi-row INSERT for large loads.
 """
@@ -8,10 +8,12 @@ dates as ISO strings, money in minor units). SQLite gets `executemany`; PostgreS
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+import uuid_utils
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    literal_column,
     select,
     type_coerce,
     update,
@@ -55,9 +58,16 @@ def _raw(column: Any) -> Any:
     return type_coerce(column, String())
 
 
-def _hex(value: str | UUID) -> str:
-    """An id in storage form: SQLite returns the stored hex, psycopg a UUID."""
-    return value if isinstance(value, str) else value.hex
+def _sqlite_key(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else bytes(value.bytes)
+
+
+def _postgres_key(value: Any) -> str:
+    return str(value.hex)
+
+
+def _to_uuid(key: bytes | str) -> UUID:
+    return UUID(bytes=key) if isinstance(key, bytes) else UUID(hex=key)
 
 
 class PortfolioWriter:
@@ -66,8 +76,10 @@ class PortfolioWriter:
     def __init__(self, connection: Connection, creditor_id: UUID) -> None:
         self.connection = connection
         self.creditor_id = creditor_id
-        self.creditor_hex = creditor_id.hex
         self.dialect = connection.dialect.name
+        # Ids travel in storage form: 16 bytes for SQLite, hex text for PostgreSQL's COPY.
+        self._key: Callable[[Any], Any] = _sqlite_key if self.dialect == "sqlite" else _postgres_key
+        self.creditor_key = self._key(creditor_id)
         self._marker = "?" if self.dialect == "sqlite" else "%s"
 
     # -- storage forms -------------------------------------------------------------------
@@ -80,15 +92,21 @@ class PortfolioWriter:
             return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return value
 
+    def new_id(self) -> Any:
+        """A new time-ordered UUID (v7) in storage form."""
+        return self._key(uuid_utils.uuid7())
+
     # -- lookups -------------------------------------------------------------------------
 
     def _among(
         self, column: InstrumentedAttribute[str], refs: Sequence[str]
     ) -> ColumnElement[bool]:
-        """`column IN refs`; on PostgreSQL one array parameter instead of thousands."""
+        """`column IN refs` with one parameter whatever the batch size: an array on
+        PostgreSQL, a JSON array on SQLite (whose parameter count is capped)."""
         if self.dialect == "postgresql":
             return column == any_(bindparam(None, list(refs), type_=ARRAY(Text)))
-        return column.in_(refs)
+        listed = func.json_each(bindparam(None, json.dumps(list(refs)), type_=Text))
+        return column.in_(select(literal_column("value")).select_from(listed))
 
     def has_rows(self, model: type[DebtorRow] | type[InvoiceRow] | type[PaymentRow]) -> bool:
         """Whether the creditor has any row of this kind (a first load skips lookups)."""
@@ -103,7 +121,7 @@ class PortfolioWriter:
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (_hex(id_), digest, erased) for ref, id_, digest, erased in rows}
+        return {ref: (self._key(id_), digest, erased) for ref, id_, digest, erased in rows}
 
     def debtor_cases(self, refs: Sequence[str]) -> dict[str, tuple[str, bool, str | None, int]]:
         """debtor ref → (debtor id, erased, open case id or None, number of cases)."""
@@ -115,10 +133,10 @@ class PortfolioWriter:
         )
         found: dict[str, tuple[str, bool, str | None, int]] = {}
         for ref, debtor_id, erased, case_id, status in rows:
-            _, _, open_case, count = found.get(ref, (_hex(debtor_id), erased, None, 0))
+            _, _, open_case, count = found.get(ref, (self._key(debtor_id), erased, None, 0))
             if status == "open":
-                open_case = _hex(case_id)
-            found[ref] = (_hex(debtor_id), erased, open_case, count + (case_id is not None))
+                open_case = self._key(case_id)
+            found[ref] = (self._key(debtor_id), erased, open_case, count + (case_id is not None))
         return found
 
     def invoices_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, str]]:
@@ -129,7 +147,7 @@ class PortfolioWriter:
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (_hex(id_), digest, currency) for ref, id_, digest, currency in rows}
+        return {ref: (self._key(id_), digest, currency) for ref, id_, digest, currency in rows}
 
     def payments_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, str]]:
         """ref → (id, source digest, invoice id)."""
@@ -139,7 +157,7 @@ class PortfolioWriter:
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (_hex(i), digest, _hex(inv)) for ref, i, digest, inv in rows}
+        return {ref: (self._key(i), digest, self._key(inv)) for ref, i, digest, inv in rows}
 
     # -- writes --------------------------------------------------------------------------
 
@@ -184,12 +202,12 @@ class PortfolioWriter:
         self.connection.exec_driver_sql(
             f"UPDATE {table} SET {assignments} "
             f"WHERE id = {self._marker} AND creditor_id = {self._marker}",
-            [(*row, self.creditor_hex) for row in rows],
+            [(*row, self.creditor_key) for row in rows],
         )
 
     def refresh_paid(self, invoice_ids: Iterable[str]) -> None:
         """Recompute `paid_minor` of these invoices (ids in storage form) from their payments."""
-        ids = [UUID(hex=i) for i in set(invoice_ids)]
+        ids = [_to_uuid(i) for i in set(invoice_ids)]
         if not ids:
             return
         p, i = PaymentRow, InvoiceRow

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 APPEND_ONLY = ("events", "audit_log")
+# Native uuid on PostgreSQL, 16 raw bytes on SQLite (parcours.store.schema.UuidKey).
+UUID_KEY = sa.Uuid().with_variant(sa.LargeBinary(16), "sqlite")
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -23,7 +25,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "creditors",
-        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("id", UUID_KEY, nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("next_ogm_base", sa.BigInteger(), server_default="1", nullable=False),
@@ -32,11 +34,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "audit_log",
-        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("id", UUID_KEY, nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=128), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
-        sa.Column("creditor_id", sa.Uuid(), nullable=True),
+        sa.Column("creditor_id", UUID_KEY, nullable=True),
         sa.Column("subject", sa.String(length=128), nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -49,8 +51,8 @@ def upgrade() -> None:
 
     op.create_table(
         "debtors",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("creditor_id", sa.Uuid(), nullable=False),
+        sa.Column("id", UUID_KEY, nullable=False),
+        sa.Column("creditor_id", UUID_KEY, nullable=False),
         sa.Column("ref", sa.String(length=64), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("language", sa.String(length=2), nullable=False),
@@ -89,15 +91,14 @@ def upgrade() -> None:
             name=op.f("fk_debtors_creditor_id_creditors"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_debtors")),
+        sa.PrimaryKeyConstraint("id", "creditor_id", name=op.f("pk_debtors")),
         sa.UniqueConstraint("creditor_id", "ref", name=op.f("uq_debtors_creditor_id_ref")),
-        sa.UniqueConstraint("id", "creditor_id", name=op.f("uq_debtors_id_creditor_id")),
     )
     op.create_table(
         "cases",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("creditor_id", sa.Uuid(), nullable=False),
-        sa.Column("debtor_id", sa.Uuid(), nullable=False),
+        sa.Column("id", UUID_KEY, nullable=False),
+        sa.Column("creditor_id", UUID_KEY, nullable=False),
+        sa.Column("debtor_id", UUID_KEY, nullable=False),
         sa.Column("ref", sa.String(length=80), nullable=False),
         sa.Column("status", sa.String(length=16), server_default="open", nullable=False),
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
@@ -109,9 +110,8 @@ def upgrade() -> None:
             name=op.f("fk_cases_debtor_id_debtors"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_cases")),
+        sa.PrimaryKeyConstraint("id", "creditor_id", name=op.f("pk_cases")),
         sa.UniqueConstraint("creditor_id", "ref", name=op.f("uq_cases_creditor_id_ref")),
-        sa.UniqueConstraint("id", "creditor_id", name=op.f("uq_cases_id_creditor_id")),
     )
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.create_index(
@@ -120,15 +120,20 @@ def upgrade() -> None:
 
     op.create_table(
         "events",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("creditor_id", sa.Uuid(), nullable=False),
-        sa.Column("case_id", sa.Uuid(), nullable=True),
-        sa.Column("debtor_id", sa.Uuid(), nullable=True),
+        sa.Column("id", UUID_KEY, nullable=False),
+        sa.Column("creditor_id", UUID_KEY, nullable=False),
+        sa.Column("case_id", UUID_KEY, nullable=True),
+        sa.Column("debtor_id", UUID_KEY, nullable=True),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["case_id"], ["cases.id"], name=op.f("fk_events_case_id_cases")),
+        sa.ForeignKeyConstraint(
+            ["case_id", "creditor_id"],
+            ["cases.id", "cases.creditor_id"],
+            name=op.f("fk_events_case_id_cases"),
+            ondelete="RESTRICT",
+        ),
         sa.ForeignKeyConstraint(
             ["creditor_id"],
             ["creditors.id"],
@@ -136,7 +141,10 @@ def upgrade() -> None:
             ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
-            ["debtor_id"], ["debtors.id"], name=op.f("fk_events_debtor_id_debtors")
+            ["debtor_id", "creditor_id"],
+            ["debtors.id", "debtors.creditor_id"],
+            name=op.f("fk_events_debtor_id_debtors"),
+            ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
@@ -150,9 +158,9 @@ def upgrade() -> None:
 
     op.create_table(
         "invoices",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("creditor_id", sa.Uuid(), nullable=False),
-        sa.Column("case_id", sa.Uuid(), nullable=False),
+        sa.Column("id", UUID_KEY, nullable=False),
+        sa.Column("creditor_id", UUID_KEY, nullable=False),
+        sa.Column("case_id", UUID_KEY, nullable=False),
         sa.Column("ref", sa.String(length=64), nullable=False),
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
@@ -172,23 +180,22 @@ def upgrade() -> None:
             name=op.f("fk_invoices_case_id_cases"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_invoices")),
+        sa.PrimaryKeyConstraint("id", "creditor_id", name=op.f("pk_invoices")),
         sa.UniqueConstraint("creditor_id", "ref", name=op.f("uq_invoices_creditor_id_ref")),
         sa.UniqueConstraint(
             "creditor_id",
             "structured_communication",
             name=op.f("uq_invoices_creditor_id_structured_communication"),
         ),
-        sa.UniqueConstraint("id", "creditor_id", name=op.f("uq_invoices_id_creditor_id")),
     )
     with op.batch_alter_table("invoices", schema=None) as batch_op:
         batch_op.create_index("ix_invoices_case_id", ["case_id"], unique=False)
 
     op.create_table(
         "promises",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("creditor_id", sa.Uuid(), nullable=False),
-        sa.Column("case_id", sa.Uuid(), nullable=False),
+        sa.Column("id", UUID_KEY, nullable=False),
+        sa.Column("creditor_id", UUID_KEY, nullable=False),
+        sa.Column("case_id", UUID_KEY, nullable=False),
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("due_on", sa.Date(), nullable=False),
@@ -211,9 +218,9 @@ def upgrade() -> None:
 
     op.create_table(
         "payments",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("creditor_id", sa.Uuid(), nullable=False),
-        sa.Column("invoice_id", sa.Uuid(), nullable=False),
+        sa.Column("id", UUID_KEY, nullable=False),
+        sa.Column("creditor_id", UUID_KEY, nullable=False),
+        sa.Column("invoice_id", UUID_KEY, nullable=False),
         sa.Column("ref", sa.String(length=80), nullable=False),
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
