@@ -143,6 +143,10 @@ def main() -> None:
         work = child_parcours if args.child == "parcours" else child_baseline
         result = work(args.url, args.folder)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # The largest of the row-checking worker processes (they have ended by now).
+        result["worker_peak_rss_mib"] = (
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        )
         print(json.dumps(result))
         return
 
@@ -164,6 +168,7 @@ def main() -> None:
                     "target_rows_per_s": TARGET_ROWS_PER_S[kind],
                     "meets_target": rate >= TARGET_ROWS_PER_S[kind],
                     "peak_rss_mib": round(ours["peak_rss_mib"]),
+                    "worker_peak_rss_mib": round(ours["worker_peak_rss_mib"]),
                     "baseline_seconds": round(naive["seconds"], 2),
                     "baseline_rows_per_s": round(naive["rows"] / naive["seconds"]),
                     "ratio_to_baseline": round(ours["seconds"] / naive["seconds"], 2),

@@ -17,10 +17,11 @@ import uuid_utils
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    String,
+    LargeBinary,
     Text,
     any_,
     bindparam,
+    cast,
     exists,
     func,
     literal_column,
@@ -53,21 +54,18 @@ INVOICE_FIELDS = ("case_id", "amount_minor", "currency", "issue_date", "due_date
 PAYMENT_FIELDS = ("invoice_id", "amount_minor", "currency", "paid_at")
 
 
-def _raw(column: Any) -> Any:
-    """The column without SQLAlchemy's UUID conversion: the bulk path wants storage form."""
-    return type_coerce(column, String())
-
-
-def _sqlite_key(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else bytes(value.bytes)
-
-
-def _postgres_key(value: Any) -> str:
-    return str(value.hex)
-
-
 def _to_uuid(key: bytes | str) -> UUID:
-    return UUID(bytes=key) if isinstance(key, bytes) else UUID(hex=key)
+    return UUID(bytes=key) if isinstance(key, bytes) else UUID(key)
+
+
+def _new_bytes_id() -> bytes:
+    """A new time-ordered UUID (v7) as SQLite stores it."""
+    return bytes(uuid_utils.uuid7().bytes)
+
+
+def _new_text_id() -> str:
+    """A new time-ordered UUID (v7) as PostgreSQL's COPY reads it."""
+    return str(uuid_utils.uuid7())
 
 
 class PortfolioWriter:
@@ -77,9 +75,10 @@ class PortfolioWriter:
         self.connection = connection
         self.creditor_id = creditor_id
         self.dialect = connection.dialect.name
-        # Ids travel in storage form: 16 bytes for SQLite, hex text for PostgreSQL's COPY.
-        self._key: Callable[[Any], Any] = _sqlite_key if self.dialect == "sqlite" else _postgres_key
-        self.creditor_key = self._key(creditor_id)
+        # Ids travel in storage form: 16 bytes for SQLite, text for PostgreSQL's COPY.
+        sqlite = self.dialect == "sqlite"
+        self.creditor_key: Any = creditor_id.bytes if sqlite else str(creditor_id)
+        self.new_id: Callable[[], Any] = _new_bytes_id if sqlite else _new_text_id
         self._marker = "?" if self.dialect == "sqlite" else "%s"
 
     # -- storage forms -------------------------------------------------------------------
@@ -92,11 +91,13 @@ class PortfolioWriter:
             return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return value
 
-    def new_id(self) -> Any:
-        """A new time-ordered UUID (v7) in storage form."""
-        return self._key(uuid_utils.uuid7())
-
     # -- lookups -------------------------------------------------------------------------
+
+    def _raw(self, column: Any) -> Any:
+        """An id column read in storage form, skipping SQLAlchemy's per-row UUID objects."""
+        if self.dialect == "sqlite":
+            return type_coerce(column, LargeBinary())
+        return cast(column, Text)
 
     def _among(
         self, column: InstrumentedAttribute[str], refs: Sequence[str]
@@ -117,47 +118,47 @@ class PortfolioWriter:
         """ref → (id, source digest, erased) for the refs that exist."""
         t = DebtorRow
         rows = self.connection.execute(
-            select(t.ref, _raw(t.id), t.source_digest, t.erased_at.is_not(None)).where(
+            select(t.ref, self._raw(t.id), t.source_digest, t.erased_at.is_not(None)).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (self._key(id_), digest, erased) for ref, id_, digest, erased in rows}
+        return {ref: (id_, digest, erased) for ref, id_, digest, erased in rows}
 
     def debtor_cases(self, refs: Sequence[str]) -> dict[str, tuple[str, bool, str | None, int]]:
         """debtor ref → (debtor id, erased, open case id or None, number of cases)."""
         d, c = DebtorRow, CaseRow
         rows = self.connection.execute(
-            select(d.ref, _raw(d.id), d.erased_at.is_not(None), _raw(c.id), c.status)
+            select(d.ref, self._raw(d.id), d.erased_at.is_not(None), self._raw(c.id), c.status)
             .outerjoin(c, (c.debtor_id == d.id) & (c.creditor_id == d.creditor_id))
             .where(d.creditor_id == self.creditor_id, self._among(d.ref, refs))
         )
         found: dict[str, tuple[str, bool, str | None, int]] = {}
         for ref, debtor_id, erased, case_id, status in rows:
-            _, _, open_case, count = found.get(ref, (self._key(debtor_id), erased, None, 0))
+            _, _, open_case, count = found.get(ref, (debtor_id, erased, None, 0))
             if status == "open":
-                open_case = self._key(case_id)
-            found[ref] = (self._key(debtor_id), erased, open_case, count + (case_id is not None))
+                open_case = case_id
+            found[ref] = (debtor_id, erased, open_case, count + (case_id is not None))
         return found
 
     def invoices_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, str]]:
         """ref → (id, source digest, currency)."""
         t = InvoiceRow
         rows = self.connection.execute(
-            select(t.ref, _raw(t.id), t.source_digest, t.currency).where(
+            select(t.ref, self._raw(t.id), t.source_digest, t.currency).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (self._key(id_), digest, currency) for ref, id_, digest, currency in rows}
+        return {ref: (id_, digest, currency) for ref, id_, digest, currency in rows}
 
     def payments_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, str]]:
         """ref → (id, source digest, invoice id)."""
         t = PaymentRow
         rows = self.connection.execute(
-            select(t.ref, _raw(t.id), t.source_digest, _raw(t.invoice_id)).where(
+            select(t.ref, self._raw(t.id), t.source_digest, self._raw(t.invoice_id)).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
-        return {ref: (self._key(i), digest, self._key(inv)) for ref, i, digest, inv in rows}
+        return {ref: (i, digest, inv) for ref, i, digest, inv in rows}
 
     # -- writes --------------------------------------------------------------------------
 
