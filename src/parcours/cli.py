@@ -249,6 +249,8 @@ def _print_report(report: Any, shown: int = 20) -> None:
         highlight=False,
     )
     for effect, count in report.side_effects.items():
+        if not count:
+            continue
         out.print(f"  {effect.replace('_', ' ')}: {count:,}")
     for warning in report.warnings:
         out.print(f"warning: {warning}", highlight=False)
