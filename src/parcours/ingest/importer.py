@@ -28,7 +28,13 @@ from parcours.ingest.rows import (
     RowParser,
     digest,
 )
-from parcours.store.bulk import DEBTOR_FIELDS, INVOICE_FIELDS, PAYMENT_FIELDS, PortfolioWriter
+from parcours.store.bulk import (
+    DEBTOR_FIELDS,
+    INVOICE_FIELDS,
+    PAYMENT_FIELDS,
+    Key,
+    PortfolioWriter,
+)
 from parcours.store.schema import DebtorRow, InvoiceRow, PaymentRow
 
 __all__ = ["ImportKind", "ImportOptions", "import_file", "report_allows_commit"]
@@ -215,7 +221,7 @@ class _Store:
         debtors = self.writer.debtor_cases(list({p.extra[0] for p in batch}))
         existing = {} if self.first_load else self.writer.invoices_by_ref([p.ref for p in batch])
         creditor, now = self.writer.creditor_key, self.now
-        new_cases: dict[str, str] = {}
+        new_cases: dict[str, Key] = {}
         case_rows, inserts, updates = [], [], []
         for p in batch:
             debtor_ref = p.extra[0]

@@ -37,6 +37,7 @@ from parcours.store.schema import CaseRow, CreditorRow, DebtorRow, InvoiceRow, P
 __all__ = ["PortfolioWriter"]
 
 Row = tuple[Any, ...]
+Key = bytes | str  # an id in storage form: 16 bytes on SQLite, text on PostgreSQL
 
 DEBTOR_FIELDS = (
     "name",
@@ -77,8 +78,8 @@ class PortfolioWriter:
         self.dialect = connection.dialect.name
         # Ids travel in storage form: 16 bytes for SQLite, text for PostgreSQL's COPY.
         sqlite = self.dialect == "sqlite"
-        self.creditor_key: Any = creditor_id.bytes if sqlite else str(creditor_id)
-        self.new_id: Callable[[], Any] = _new_bytes_id if sqlite else _new_text_id
+        self.creditor_key: Key = creditor_id.bytes if sqlite else str(creditor_id)
+        self.new_id: Callable[[], Key] = _new_bytes_id if sqlite else _new_text_id
         self._marker = "?" if self.dialect == "sqlite" else "%s"
 
     # -- storage forms -------------------------------------------------------------------
@@ -114,7 +115,7 @@ class PortfolioWriter:
         query = select(exists().where(model.creditor_id == self.creditor_id))
         return bool(self.connection.execute(query).scalar())
 
-    def debtors_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, bool]]:
+    def debtors_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[Key, int, bool]]:
         """ref → (id, source digest, erased) for the refs that exist."""
         t = DebtorRow
         rows = self.connection.execute(
@@ -124,7 +125,7 @@ class PortfolioWriter:
         )
         return {ref: (id_, digest, erased) for ref, id_, digest, erased in rows}
 
-    def debtor_cases(self, refs: Sequence[str]) -> dict[str, tuple[str, bool, str | None, int]]:
+    def debtor_cases(self, refs: Sequence[str]) -> dict[str, tuple[Key, bool, Key | None, int]]:
         """debtor ref → (debtor id, erased, open case id or None, number of cases)."""
         d, c = DebtorRow, CaseRow
         rows = self.connection.execute(
@@ -132,7 +133,7 @@ class PortfolioWriter:
             .outerjoin(c, (c.debtor_id == d.id) & (c.creditor_id == d.creditor_id))
             .where(d.creditor_id == self.creditor_id, self._among(d.ref, refs))
         )
-        found: dict[str, tuple[str, bool, str | None, int]] = {}
+        found: dict[str, tuple[Key, bool, Key | None, int]] = {}
         for ref, debtor_id, erased, case_id, status in rows:
             _, _, open_case, count = found.get(ref, (debtor_id, erased, None, 0))
             if status == "open":
@@ -140,7 +141,7 @@ class PortfolioWriter:
             found[ref] = (debtor_id, erased, open_case, count + (case_id is not None))
         return found
 
-    def invoices_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, str]]:
+    def invoices_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[Key, int, str]]:
         """ref → (id, source digest, currency)."""
         t = InvoiceRow
         rows = self.connection.execute(
@@ -150,7 +151,7 @@ class PortfolioWriter:
         )
         return {ref: (id_, digest, currency) for ref, id_, digest, currency in rows}
 
-    def payments_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[str, int, str]]:
+    def payments_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[Key, int, Key]]:
         """ref → (id, source digest, invoice id)."""
         t = PaymentRow
         rows = self.connection.execute(
@@ -206,7 +207,7 @@ class PortfolioWriter:
             [(*row, self.creditor_key) for row in rows],
         )
 
-    def refresh_paid(self, invoice_ids: Iterable[str]) -> None:
+    def refresh_paid(self, invoice_ids: Iterable[Key]) -> None:
         """Recompute `paid_minor` of these invoices (ids in storage form) from their payments."""
         ids = [_to_uuid(i) for i in set(invoice_ids)]
         if not ids:
