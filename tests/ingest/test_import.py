@@ -383,13 +383,14 @@ def test_unusable_files_get_one_clear_message_and_store_nothing(
     assert count(engine, DebtorRow) == 0
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "workers"])
 def test_an_encoding_error_late_in_the_file_rolls_back_earlier_batches(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, parallel: bool
 ) -> None:
     path = tmp_path / "late.csv"
     good = "".join(f"D{n},Name {n}\n" for n in range(30))
     path.write_bytes(b"debtor_ref,name\n" + good.encode() + "D99,Ren\xe9\n".encode("latin-1"))
-    report = run_import(engine, ImportKind.DEBTORS, path, batch_size=10)
+    report = run_import(engine, ImportKind.DEBTORS, path, batch_size=10, parallel=parallel)
     assert report.file_error is not None and "line 32" in report.file_error
     assert count(engine, DebtorRow) == 0
 

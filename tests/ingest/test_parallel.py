@@ -65,18 +65,6 @@ def test_worker_processes_report_and_store_the_same_as_one_process(
     assert count(engine, model) % 2 == 0  # both creditors stored the same number of rows
 
 
-def test_a_late_encoding_error_seen_by_a_worker_stores_nothing(
-    engine: Engine, tmp_path: Path
-) -> None:
-    path = tmp_path / "late.csv"
-    good = "".join(f"D{n},Name {n}\n" for n in range(40))
-    path.write_bytes(b"debtor_ref,name\n" + good.encode() + "D99,Ren\xe9\n".encode("latin-1"))
-    report = run_import(engine, ImportKind.DEBTORS, path, batch_size=10, parallel=True)
-    assert report.file_error is not None
-    assert "line 42" in report.file_error
-    assert count(engine, DebtorRow) == 0
-
-
 def test_a_clean_file_checked_by_workers_is_stored_whole(engine: Engine, tmp_path: Path) -> None:
     path = write_csv(tmp_path, "d.csv", DEBTOR_HEADER, GOOD_DEBTORS)
     report = run_import(engine, ImportKind.DEBTORS, path, parallel=True)
