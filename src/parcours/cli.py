@@ -132,6 +132,9 @@ def generate(
     as_of: Annotated[
         str | None, typer.Option(help="Portfolio date (YYYY-MM-DD); today by default.")
     ] = None,
+    survey_share: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of debtors who answered the survey.")
+    ] = 0.05,
 ) -> None:
     """Write a synthetic Belgian/European portfolio with a hidden persona per debtor."""
     from parcours.sim.portfolio import generate_portfolio
@@ -143,7 +146,12 @@ def generate(
         _fail(f"--as-of {as_of!r} is not a date like 2026-12-01")
     with _progress(total=debtors, unit="debtors") as advance:
         summary = generate_portfolio(
-            out_dir, debtors=debtors, seed=seed, as_of=as_of_date, progress=advance
+            out_dir,
+            debtors=debtors,
+            seed=seed,
+            as_of=as_of_date,
+            survey_share=survey_share,
+            progress=advance,
         )
     out.print(
         f"wrote {summary.debtors:,} debtors, {summary.invoices:,} invoices, "
@@ -477,3 +485,10 @@ def debtors_erase(
         uow.commit()
     log.info("debtor.erased", debtor_ref=ref)
     out.print(f"debtor {ref}: personal data erased; amounts kept for the accounts")
+
+
+# Registered last: the persona commands reuse this module's helpers.
+from parcours.cli_personas import personas_app, survey_app  # noqa: E402
+
+app.add_typer(personas_app, name="personas")
+app.add_typer(survey_app, name="survey")

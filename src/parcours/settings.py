@@ -35,6 +35,27 @@ class Settings(BaseSettings):
     )
     secret_key_file: Path = Path(SECRET_KEY_FILE)
     log_level: str = "INFO"
+    personas_dir: Path | None = Field(
+        default=None,
+        description="The operator's persona files (YAML); a file named like a built-in "
+        "persona replaces it.",
+    )
+    default_persona: str = Field(
+        default="engaged",
+        description="Persona given when the model or the rules are not confident enough.",
+    )
+    persona_min_confidence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Below this confidence a debtor gets the default persona and becomes "
+        "a candidate for the survey.",
+    )
+    persona_min_labels: int = Field(
+        default=50,
+        ge=2,
+        description="Survey-labelled debtors needed before a model replaces the rules.",
+    )
 
     @field_validator("default_currency")
     @classmethod

@@ -24,7 +24,14 @@ import parcours
 from parcours.sim.portfolio import LATENT_PERSONAS, PortfolioSummary, generate_portfolio
 
 AS_OF = date(2026, 3, 15)
-FILES = ("debtors.csv", "invoices.csv", "payments.csv", "ground_truth.csv", "manifest.json")
+FILES = (
+    "debtors.csv",
+    "invoices.csv",
+    "payments.csv",
+    "ground_truth.csv",
+    "survey_answers.csv",
+    "manifest.json",
+)
 
 EMAIL_VALIDATOR = emval.EmailValidator(
     allow_smtputf8=True,
@@ -62,6 +69,7 @@ class Portfolio:
         self.invoices = read_csv(root / "invoices.csv")
         self.payments = read_csv(root / "payments.csv")
         self.truth = read_csv(root / "ground_truth.csv")
+        self.surveys = read_csv(root / "survey_answers.csv")
         self.persona = {r["debtor_ref"]: r["latent_persona"] for r in self.truth}
         self.invoice = {r["invoice_ref"]: r for r in self.invoices}
         self.payments_of: dict[str, list[Row]] = defaultdict(list)
@@ -385,8 +393,51 @@ def test_summary_and_manifest_match_the_files(portfolio: Portfolio) -> None:
         "invoices.csv": len(portfolio.invoices),
         "payments.csv": len(portfolio.payments),
         "ground_truth.csv": len(portfolio.truth),
+        "survey_answers.csv": len(portfolio.surveys),
     }
     assert manifest["persona_counts"] == summary.persona_counts
+
+
+def test_about_the_asked_share_answered_the_survey_with_valid_options(
+    portfolio: Portfolio,
+) -> None:
+    from parcours.personas.catalog import load_catalog
+
+    survey = load_catalog().survey
+    assert 0.035 < len(portfolio.surveys) / len(portfolio.debtors) < 0.065
+    assert len({r["debtor_ref"] for r in portfolio.surveys}) == len(portfolio.surveys)
+    for row in portfolio.surveys:
+        assert row["debtor_ref"] in portfolio.persona
+        assert date.fromisoformat(row["answered_at"]) < AS_OF
+        for question in survey.questions:
+            answer = row[question.key]
+            assert answer == "" or question.option(answer) is not None, (question.key, answer)
+
+
+def test_survey_answers_differ_by_latent_persona(tmp_path: Path) -> None:
+    summary = generate_portfolio(
+        tmp_path, debtors=4000, seed=11, as_of=AS_OF, survey_share=1.0
+    )
+    rows = read_csv(summary.out_dir / "survey_answers.csv")
+    persona = {r["debtor_ref"]: r["latent_persona"] for r in read_csv(tmp_path / "ground_truth.csv")}
+
+    def share(who: str, question: str, option: str) -> float:
+        theirs = [r for r in rows if persona[r["debtor_ref"]] == who and r[question]]
+        return sum(r[question] == option for r in theirs) / len(theirs)
+
+    assert share("struggling", "late_reason", "short_of_money") > 0.5
+    assert share("engaged", "late_reason", "short_of_money") < 0.15
+    assert share("occasional", "payment_method", "banking_app") > 0.5
+    assert share("struggling", "plan_interest", "yes") > share("engaged", "plan_interest", "yes") + 0.4
+
+
+def test_the_survey_share_does_not_change_the_other_files(tmp_path: Path) -> None:
+    without = generate_portfolio(tmp_path / "a", debtors=300, seed=5, as_of=AS_OF, survey_share=0)
+    with_survey = generate_portfolio(tmp_path / "b", debtors=300, seed=5, as_of=AS_OF)
+    for name in ("debtors.csv", "invoices.csv", "payments.csv", "ground_truth.csv"):
+        assert (without.out_dir / name).read_bytes() == (with_survey.out_dir / name).read_bytes()
+    assert len(read_csv(without.out_dir / "survey_answers.csv")) == 0
+    assert len(read_csv(with_survey.out_dir / "survey_answers.csv")) > 0
 
 
 def test_progress_reports_growing_counts_up_to_all_debtors(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from typing import Final, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from parcours.sim.survey_answers import survey_header, survey_rows
+
 __all__ = [
     "DEBTOR_HEADER",
     "GENERATOR_VERSION",
@@ -704,21 +706,31 @@ def generate_portfolio(
     seed: int,
     as_of: date,
     invoices_per_debtor: float = 10 / 3,
+    survey_share: float = 0.05,
     progress: Callable[[int], None] | None = None,
 ) -> PortfolioSummary:
-    """Write a reproducible synthetic portfolio (CSV files and a manifest) into `out_dir`."""
+    """Write a reproducible synthetic portfolio (CSV files and a manifest) into `out_dir`.
+
+    `survey_answers.csv` holds the persona-survey answers of a random `survey_share` of
+    the debtors, drawn from a separate random stream so that the other files do not
+    depend on it.
+    """
     if debtors < 0:
         raise ValueError(f"debtors must be >= 0, got {debtors}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if not math.isfinite(invoices_per_debtor) or invoices_per_debtor < 1:
         raise ValueError(f"invoices_per_debtor must be >= 1, got {invoices_per_debtor}")
+    if not 0 <= survey_share <= 1:
+        raise ValueError(f"survey_share must be between 0 and 1, got {survey_share}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pools = _build_pools(seed)
     rng = np.random.Generator(np.random.PCG64(seed))
+    survey_rng = np.random.Generator(np.random.PCG64([seed, 1]))
     days = _DayTable(as_of)
     counters = _Counters()
+    surveyed = 0
     persona_counts = [0] * len(LATENT_PERSONAS)
 
     with (
@@ -726,6 +738,7 @@ def generate_portfolio(
         _open_csv(out_dir / "invoices.csv") as invoice_fh,
         _open_csv(out_dir / "payments.csv") as payment_fh,
         _open_csv(out_dir / "ground_truth.csv") as truth_fh,
+        _open_csv(out_dir / "survey_answers.csv") as survey_fh,
     ):
         debtor_out = csv.writer(debtor_fh, lineterminator="\n")
         invoice_out = csv.writer(invoice_fh, lineterminator="\n")
@@ -735,6 +748,8 @@ def generate_portfolio(
         invoice_out.writerow(INVOICE_HEADER)
         payment_out.writerow(PAYMENT_HEADER)
         truth_out.writerow(GROUND_TRUTH_HEADER)
+        survey_out = csv.writer(survey_fh, lineterminator="\n")
+        survey_out.writerow(survey_header())
 
         for start in range(0, debtors, _CHUNK):
             size = min(_CHUNK, debtors - start)
@@ -748,6 +763,11 @@ def generate_portfolio(
             )
             invoice_out.writerows(invoice_rows)
             payment_out.writerows(payment_rows)
+            asked = np.flatnonzero(survey_rng.random(size) < survey_share)
+            survey_out.writerows(
+                survey_rows(survey_rng, [refs[i] for i in asked], personas[asked], as_of)
+            )
+            surveyed += len(asked)
             for code, count in enumerate(np.bincount(personas, minlength=5).tolist()):
                 persona_counts[code] += count
             if progress is not None:
@@ -764,7 +784,9 @@ def generate_portfolio(
             "invoices.csv": counters.invoices,
             "payments.csv": counters.payments,
             "ground_truth.csv": debtors,
+            "survey_answers.csv": surveyed,
         },
+        "survey_share": survey_share,
         "persona_counts": counts,
     }
     (out_dir / "manifest.json").write_text(

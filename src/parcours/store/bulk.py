@@ -94,7 +94,7 @@ class PortfolioWriter:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def _raw(self, column: Any) -> Any:
+    def raw_id(self, column: Any) -> Any:
         """An id column read in storage form, skipping SQLAlchemy's per-row UUID objects."""
         if self.dialect == "sqlite":
             return type_coerce(column, LargeBinary())
@@ -119,7 +119,7 @@ class PortfolioWriter:
         """ref → (id, source digest, erased) for the refs that exist."""
         t = DebtorRow
         rows = self.connection.execute(
-            select(t.ref, self._raw(t.id), t.source_digest, t.erased_at.is_not(None)).where(
+            select(t.ref, self.raw_id(t.id), t.source_digest, t.erased_at.is_not(None)).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
@@ -129,7 +129,7 @@ class PortfolioWriter:
         """debtor ref → (debtor id, erased, open case id or None, number of cases)."""
         d, c = DebtorRow, CaseRow
         rows = self.connection.execute(
-            select(d.ref, self._raw(d.id), d.erased_at.is_not(None), self._raw(c.id), c.status)
+            select(d.ref, self.raw_id(d.id), d.erased_at.is_not(None), self.raw_id(c.id), c.status)
             .outerjoin(c, (c.debtor_id == d.id) & (c.creditor_id == d.creditor_id))
             .where(d.creditor_id == self.creditor_id, self._among(d.ref, refs))
         )
@@ -145,7 +145,7 @@ class PortfolioWriter:
         """ref → (id, source digest, currency)."""
         t = InvoiceRow
         rows = self.connection.execute(
-            select(t.ref, self._raw(t.id), t.source_digest, t.currency).where(
+            select(t.ref, self.raw_id(t.id), t.source_digest, t.currency).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )
@@ -155,7 +155,7 @@ class PortfolioWriter:
         """ref → (id, source digest, invoice id)."""
         t = PaymentRow
         rows = self.connection.execute(
-            select(t.ref, self._raw(t.id), t.source_digest, self._raw(t.invoice_id)).where(
+            select(t.ref, self.raw_id(t.id), t.source_digest, self.raw_id(t.invoice_id)).where(
                 t.creditor_id == self.creditor_id, self._among(t.ref, refs)
             )
         )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -39,11 +40,15 @@ __all__ = [
     "Base",
     "CaseRow",
     "CreditorRow",
+    "DebtorPersonaRow",
     "DebtorRow",
     "EventRow",
     "InvoiceRow",
     "PaymentRow",
+    "PersonaAssignmentRow",
+    "PersonaModelRow",
     "PromiseRow",
+    "SurveyResponseRow",
     "UtcDateTime",
     "UuidKey",
 ]
@@ -174,6 +179,8 @@ class DebtorRow(Base):
     postal_consent: Mapped[str] = mapped_column(String(16), server_default="unknown")
     vulnerable: Mapped[bool] = mapped_column(Boolean(), server_default=false())
     profiling_objection: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    # When the debtor objected to profiling (GDPR art. 21); None when not objecting.
+    profiling_objection_at: Mapped[dt.datetime | None]
     erased_at: Mapped[dt.datetime | None]
     # Digest of the imported fields: a re-import compares it to report unchanged/updated.
     source_digest: Mapped[int]
@@ -303,3 +310,94 @@ class AuditRow(Base):
     creditor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("creditors.id"))
     subject: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict[str, Any]]
+
+
+class SurveyResponseRow(Base):
+    """A debtor's answers to one version of the persona survey, with the scored persona."""
+
+    __tablename__ = "survey_responses"
+    __table_args__ = (
+        _same_tenant("debtor_id", "debtors"),
+        # The same answers imported twice are one response.
+        UniqueConstraint(
+            "creditor_id",
+            "debtor_id",
+            "survey_version",
+            "answered_at",
+            name="uq_survey_responses_answer",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID]
+    debtor_id: Mapped[uuid.UUID]
+    survey_version: Mapped[str] = mapped_column(String(40))
+    answers: Mapped[dict[str, Any]]  # question key -> option key
+    answered_at: Mapped[dt.datetime]
+    source: Mapped[str] = mapped_column(String(16))
+    persona: Mapped[str] = mapped_column(String(40))
+    confidence: Mapped[float] = mapped_column(Float())
+    recorded_at: Mapped[dt.datetime]
+
+
+class PersonaModelRow(Base):
+    """A trained persona classifier of one creditor: parameters as JSON, never pickles."""
+
+    __tablename__ = "persona_models"
+    __table_args__ = (UniqueConstraint("creditor_id", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    version: Mapped[str] = mapped_column(String(64))
+    algorithm: Mapped[str] = mapped_column(String(64))
+    trained_at: Mapped[dt.datetime]
+    labelled: Mapped[int]
+    params: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+
+
+class PersonaAssignmentRow(Base):
+    """History of persona assignments (append-only: the migration installs triggers)."""
+
+    __tablename__ = "persona_assignments"
+    __table_args__ = (
+        _same_tenant("debtor_id", "debtors"),
+        Index("ix_persona_assignments_debtor", "creditor_id", "debtor_id", "assigned_at"),
+        CheckConstraint(
+            "source IN ('objection','operator','survey','model','rules','default')",
+            name="source",
+        ),
+        CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID]
+    debtor_id: Mapped[uuid.UUID]
+    # None only when the debtor objected to profiling.
+    persona: Mapped[str | None] = mapped_column(String(40))
+    confidence: Mapped[float] = mapped_column(Float())
+    source: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    survey_candidate: Mapped[bool] = mapped_column(Boolean())
+    assigned_at: Mapped[dt.datetime]
+    # Top reasons as [code, value, weight] triples; words are rendered when shown.
+    reasons: Mapped[list[Any]] = mapped_column(JSON())
+
+
+class DebtorPersonaRow(Base):
+    """Each debtor's current assignment: one narrow row, read by enrolment and reports."""
+
+    __tablename__ = "debtor_personas"
+    __table_args__ = (
+        _same_tenant("debtor_id", "debtors"),
+        Index("ix_debtor_personas_persona", "creditor_id", "persona"),
+    )
+
+    debtor_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    assignment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("persona_assignments.id"))
+    persona: Mapped[str | None] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float())
+    survey_candidate: Mapped[bool] = mapped_column(Boolean())
