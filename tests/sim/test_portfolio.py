@@ -415,11 +415,11 @@ def test_about_the_asked_share_answered_the_survey_with_valid_options(
 
 
 def test_survey_answers_differ_by_latent_persona(tmp_path: Path) -> None:
-    summary = generate_portfolio(
-        tmp_path, debtors=4000, seed=11, as_of=AS_OF, survey_share=1.0
-    )
+    summary = generate_portfolio(tmp_path, debtors=4000, seed=11, as_of=AS_OF, survey_share=1.0)
     rows = read_csv(summary.out_dir / "survey_answers.csv")
-    persona = {r["debtor_ref"]: r["latent_persona"] for r in read_csv(tmp_path / "ground_truth.csv")}
+    persona = {
+        r["debtor_ref"]: r["latent_persona"] for r in read_csv(tmp_path / "ground_truth.csv")
+    }
 
     def share(who: str, question: str, option: str) -> float:
         theirs = [r for r in rows if persona[r["debtor_ref"]] == who and r[question]]
@@ -428,7 +428,9 @@ def test_survey_answers_differ_by_latent_persona(tmp_path: Path) -> None:
     assert share("struggling", "late_reason", "short_of_money") > 0.5
     assert share("engaged", "late_reason", "short_of_money") < 0.15
     assert share("occasional", "payment_method", "banking_app") > 0.5
-    assert share("struggling", "plan_interest", "yes") > share("engaged", "plan_interest", "yes") + 0.4
+    assert (
+        share("struggling", "plan_interest", "yes") > share("engaged", "plan_interest", "yes") + 0.4
+    )
 
 
 def test_the_survey_share_does_not_change_the_other_files(tmp_path: Path) -> None:
