@@ -15,7 +15,8 @@ unexport PYTHONDONTWRITEBYTECODE
 .PHONY: help install demo test lint format bench clean lock
 
 help:
-	@echo "make demo   - install into .venv, generate a 10,000-debtor portfolio, import it (SQLite)"
+	@echo "make demo   - install into .venv, generate a 10,000-debtor portfolio, import it,"
+	@echo "              classify every debtor into a persona (SQLite)"
 	@echo "make test   - install, then run the test suite (SQLite and PostgreSQL)"
 	@echo "make lint   - ruff and mypy --strict"
 	@echo "make bench  - benchmarks under bench/ (each prints one JSON line)"
@@ -37,6 +38,9 @@ demo: $(STAMP)
 	cd demo && $(PARCOURS) import debtors portfolio/debtors.csv --creditor "Demo Energy"
 	cd demo && $(PARCOURS) import invoices portfolio/invoices.csv --creditor "Demo Energy"
 	cd demo && $(PARCOURS) import payments portfolio/payments.csv --creditor "Demo Energy"
+	cd demo && $(PARCOURS) survey import portfolio/survey_answers.csv --creditor "Demo Energy"
+	cd demo && $(PARCOURS) personas classify
+	cd demo && $(PARCOURS) personas explain D0000001
 	cd demo && $(PARCOURS) status
 	cd demo && $(PARCOURS) cases list --limit 5
 
@@ -54,6 +58,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/import.py
+	$(PY) bench/personas.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import uuid_utils
 from sqlalchemy import case as sql_case
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from parcours.domain import (
@@ -30,11 +30,14 @@ from parcours.store.schema import (
     AuditRow,
     CaseRow,
     CreditorRow,
+    DebtorPersonaRow,
     DebtorRow,
     EventRow,
     InvoiceRow,
     PaymentRow,
+    PersonaAssignmentRow,
     PromiseRow,
+    SurveyResponseRow,
 )
 
 __all__ = [
@@ -301,6 +304,20 @@ class DebtorRepository:
             )
             .order_by(EventRow.occurred_at)
         ).all()
+        surveys = self.session.scalars(
+            select(SurveyResponseRow)
+            .where(SurveyResponseRow.creditor_id == cid, SurveyResponseRow.debtor_id == row.id)
+            .order_by(SurveyResponseRow.answered_at)
+        ).all()
+        # Profiling is part of the right of access (GDPR art. 15(1)(h)).
+        personas = self.session.scalars(
+            select(PersonaAssignmentRow)
+            .where(
+                PersonaAssignmentRow.creditor_id == cid,
+                PersonaAssignmentRow.debtor_id == row.id,
+            )
+            .order_by(PersonaAssignmentRow.assigned_at)
+        ).all()
         return {
             "creditor": creditor.name,
             "debtor": _columns(row, exclude=_INTERNAL),
@@ -309,13 +326,23 @@ class DebtorRepository:
             "payments": [_columns(p, exclude=_INTERNAL) for p in payments],
             "promises": [_columns(p) for p in promises],
             "events": [_columns(e) for e in events],
+            "survey_responses": [_columns(r) for r in surveys],
+            "persona_assignments": [_columns(a) for a in personas],
         }
 
     def erase(self, creditor: Creditor, ref: str, now: dt.datetime) -> Debtor | None:
-        """Anonymise a debtor (GDPR art. 17); amounts, invoices and payments stay for the books."""
+        """Anonymise a debtor (GDPR art. 17); amounts, invoices and payments stay for the books.
+
+        Survey answers are deleted and the debtor has no current persona any more; the
+        assignment history stays (ids and persona keys only) as evidence of past profiling.
+        """
         row = self._row(creditor, ref)
         if row is None:
             return None
+        for table in (SurveyResponseRow, DebtorPersonaRow):
+            self.session.execute(
+                delete(table).where(table.creditor_id == creditor.id, table.debtor_id == row.id)
+            )
         self.session.execute(
             update(DebtorRow)
             .where(DebtorRow.creditor_id == creditor.id, DebtorRow.id == row.id)
