@@ -48,9 +48,24 @@ def _builtin_survey_dir() -> Path:
     return Path(str(resources.files("parcours.personas") / "survey"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except UnicodeDecodeError as exc:
         raise CatalogError([f"{path}: not UTF-8 text ({exc.reason})"]) from exc
     except yaml.YAMLError as exc:
@@ -128,12 +143,24 @@ def _load_personas(directory: Path, into: dict[str, tuple[Persona, Path]]) -> li
 
 
 def load_catalog(operator_dir: Path | None = None) -> Catalog:
-    """Load and cross-check the built-in catalog, the operator's personas and the survey."""
-    return _load(operator_dir.resolve() if operator_dir is not None else None)
+    """Load and cross-check the built-in catalog, the operator's personas and the survey.
+
+    Cached per directory and file modification times: an edited file is read again.
+    """
+    directory = operator_dir.resolve() if operator_dir is not None else None
+    stamp: tuple[tuple[str, int], ...] = ()
+    if directory is not None and directory.is_dir():
+        stamp = tuple(
+            (p.name, p.stat().st_mtime_ns)
+            for p in sorted(directory.iterdir())
+            if p.suffix in (".yaml", ".yml")
+        )
+    return _load(directory, stamp)
 
 
 @lru_cache(maxsize=8)
-def _load(operator_dir: Path | None) -> Catalog:
+def _load(operator_dir: Path | None, stamp: tuple[tuple[str, int], ...]) -> Catalog:
+    del stamp  # part of the cache key only
     found: dict[str, tuple[Persona, Path]] = {}
     problems = _load_personas(builtin_catalog_dir(), found)
     if operator_dir is not None:

@@ -52,8 +52,9 @@ def classification_report(
     label_list = list(labels)
     precision, recall, f1, support = prfs(truth, predicted, labels=label_list, zero_division=0)
     correct = np.array([t == p for t, p in zip(truth, predicted, strict=True)], dtype=bool)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    # Bin b holds confidences in [b/bins, (b+1)/bins); computed on integers so that a
+    # confidence of exactly 0.7 opens the 0.7 bin (float edges put it below).
+    which = np.clip(np.floor(np.round(confidence * bins, 9)).astype(np.int64), 0, bins - 1)
     calibration = []
     ece = 0.0
     for b in range(bins):
@@ -66,7 +67,7 @@ def classification_report(
         ece += count / len(correct) * abs(mean_conf - accuracy)
         calibration.append(
             {
-                "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
+                "bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}",
                 "count": count,
                 "mean_confidence": round(mean_conf, 4),
                 "accuracy": round(accuracy, 4),
@@ -131,6 +132,8 @@ def evaluate(
         train_rows = labelled_rows
         train_log_probs = survey_log_probs
         holdout = np.setdiff1d(np.arange(len(refs)), labelled_rows)
+        if holdout.size == 0:
+            raise ValueError("every debtor answered the survey: no other debtor to measure on")
         expected = [truth[refs[i]] for i in holdout.tolist()]
         report["mode"] = "truth"
         report["how"] = (

@@ -124,11 +124,15 @@ class FeatureMatrix:
 
 
 def _local_days(seconds: I64, zone: zoneinfo.ZoneInfo) -> I64:
-    """Local calendar day numbers of UTC instants, using each day's offset at noon."""
-    if seconds.size == 0:
-        return seconds
+    """Local calendar day numbers of UTC instants, using each day's offset at noon.
+
+    0 means "no payment" and maps to day 0 without consulting the time zone.
+    """
+    paid = seconds != 0
+    if not paid.any():
+        return np.zeros_like(seconds)
     utc_days = seconds // 86400
-    first, last = int(utc_days.min()), int(utc_days.max())
+    first, last = int(utc_days[paid].min()), int(utc_days[paid].max())
     offsets = np.array(
         [
             _offset_seconds(_EPOCH + dt.timedelta(days=day), zone)
@@ -136,8 +140,8 @@ def _local_days(seconds: I64, zone: zoneinfo.ZoneInfo) -> I64:
         ],
         dtype=np.int64,
     )
-    shifted = seconds + offsets[utc_days - first + 1]
-    result: I64 = shifted // 86400
+    positions = np.where(paid, utc_days - first + 1, 0)
+    result: I64 = np.where(paid, (seconds + offsets[positions]) // 86400, 0)
     return result
 
 
@@ -153,12 +157,12 @@ _MOBILE_PREFIXES: dict[str, bool] = {}
 def _is_mobile(number: str | None) -> bool:
     """Whether an E.164 number is a mobile (SMS-capable) one, per libphonenumber.
 
-    Classified once per 7-character prefix (e.g. +324680): the number type follows from
-    the leading digits, and a million numbers share a few hundred prefixes.
+    Classified once per 7-character prefix and length (e.g. +324680, 12 characters): the
+    number type follows from them, and a million numbers share a few hundred of them.
     """
     if not number:
         return False
-    prefix = number[:7]
+    prefix = f"{number[:7]}/{len(number)}"  # some plans tell mobiles apart by length too
     known = _MOBILE_PREFIXES.get(prefix)
     if known is None:
         try:

@@ -53,8 +53,9 @@ class Prediction:
     def reasons(self, i: int, values: F64) -> tuple[Reason, ...]:
         out = []
         for j, w in zip(self.reason_features[i], self.reason_weights[i], strict=True):
-            if j >= 0 and w > 0:
-                out.append(Reason(FEATURES[j].name, round(float(values[j]), 4), round(float(w), 3)))
+            weight = round(float(w), 3)
+            if j >= 0 and weight > 0:  # a push too small to show is no reason
+                out.append(Reason(FEATURES[j].name, round(float(values[j]), 4), weight))
         return tuple(out)
 
 
