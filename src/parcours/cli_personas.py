@@ -348,6 +348,28 @@ def _print_evaluation(report: dict[str, Any]) -> None:
         )
 
 
+@personas_app.command("candidates")
+def personas_candidates(
+    creditor: CreditorOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many to list.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Debtors the classifier was not sure about: invite them to the survey first."""
+    from parcours.store.personas import PersonaStore
+
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        total, rows = PersonaStore(uow.connection(), owner.id).survey_candidates(limit)
+    if as_json:
+        _print_json(
+            {"total": total, "candidates": [{"debtor_ref": r, "confidence": c} for r, c in rows]}
+        )
+        return
+    out.print(f"{total:,} survey candidates (default persona until they answer)")
+    for ref, confidence in rows:
+        out.print(f"  {ref}  confidence {confidence:.0%}")
+
+
 # -- one debtor ------------------------------------------------------------------------------
 
 DebtorRef = Annotated[str, typer.Argument(help="The creditor's debtor reference.")]

@@ -89,6 +89,12 @@ def test_generate_import_survey_classify_explain_object_evaluate(cli_db: Path) -
     assert objected["persona"] is None and objected["profiling_objection_at"]
     assert invoke("personas", "assign", "D0000002", "engaged").exit_code == 2
 
+    candidates = run_json("personas", "candidates", "--limit", "3")
+    assert candidates["total"] == classified["survey_candidates"]
+    confidences = [c["confidence"] for c in candidates["candidates"]]
+    assert confidences == sorted(confidences) and all(c < 0.5 for c in confidences)
+    assert "catalog OK: 5 personas" in text_of(invoke("personas", "validate"))
+
     report = run_json("personas", "evaluate", "--truth", "portfolio/ground_truth.csv")
     assert report["mode"] == "truth"
     assert 0 <= report["model"]["macro_f1"] <= 1

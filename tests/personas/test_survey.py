@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from parcours.domain.persona import Dimension, Question
 from parcours.ingest.report import FileRejected, ImportReport, RowError
+from parcours.ingest.survey_answers import ParsedResponse, parse_answers_file
 from parcours.personas.catalog import load_catalog
-from parcours.personas.survey import MIN_ANSWERS, ParsedResponse, parse_answers_file, score_answers
+from parcours.personas.survey import MIN_ANSWERS, score_answers
 from tests.conftest import NOW
 
 CATALOG = load_catalog()

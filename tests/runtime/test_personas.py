@@ -306,7 +306,7 @@ def test_explanations_give_reasons_in_words(
     assert explanation.source == "model" and explanation.model_version
     assert explanation.persona_name == catalog[explanation.persona or ""].names.en
     assert 1 <= len(explanation.reasons) <= 3
-    assert all("(weight +" in reason for reason in explanation.reasons)
+    assert all("(weight +" in reason and ", typical " in reason for reason in explanation.reasons)
 
 
 def test_a_catalog_that_drops_a_persona_still_in_use_is_refused(

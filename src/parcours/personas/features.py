@@ -50,21 +50,23 @@ class Feature:
     unit: Unit
     log: bool = False  # the model sees log1p(value): days, amounts and counts are skewed
 
-    def describe(self, value: float) -> str:
-        """The feature and its value in words, e.g. 'late on due invoices: 75 %'."""
+    def format(self, value: float) -> str:
+        """The value in its unit, e.g. '75 %', '12 days', '€1,250.00', 'yes'."""
         if self.unit == "share":
-            shown = f"{value * 100:.0f} %"
-        elif self.unit == "flag":
-            shown = "yes" if value >= 0.5 else "no"
-        elif self.unit == "euros":
-            shown = f"€{value:,.2f}"
-        elif self.unit == "days":
-            shown = f"{value:.0f} days"
-        elif self.unit == "years":
-            shown = f"{value:.0f} years"
-        else:
-            shown = f"{value:.0f}"
-        return f"{self.label}: {shown}"
+            return f"{value * 100:.0f} %"
+        if self.unit == "flag":
+            return "yes" if value >= 0.5 else "no"
+        if self.unit == "euros":
+            return f"€{value:,.2f}"
+        if self.unit == "days":
+            return f"{value:.0f} days"
+        if self.unit == "years":
+            return f"{value:.0f} years"
+        return f"{value:.0f}"
+
+    def describe(self, value: float) -> str:
+        """The feature and its value in words, e.g. 'share paid late: 75 %'."""
+        return f"{self.label}: {self.format(value)}"
 
 
 FEATURES: Final[tuple[Feature, ...]] = (

@@ -112,6 +112,13 @@ class PersonaModel:
         features, weights = _top(contributions)
         return Prediction(self.classes, persona, confidence, probabilities, features, weights)
 
+    def typical(self) -> F64:
+        """Each feature's portfolio average at training time, in its own unit (the
+        geometric-like mean for log features), to put a debtor's value in context."""
+        typical = self.mean.copy()
+        typical[_LOG_COLUMNS] = np.expm1(typical[_LOG_COLUMNS])
+        return typical
+
     def params(self) -> dict[str, Any]:
         return {
             "features": [f.name for f in FEATURES],

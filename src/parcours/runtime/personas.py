@@ -17,7 +17,7 @@ import json
 import time
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +30,7 @@ from sqlalchemy import Connection
 from parcours.domain.model import Creditor
 from parcours.domain.persona import AssignmentSource, Reason
 from parcours.ingest.report import FileRejected, ImportReport
+from parcours.ingest.survey_answers import parse_answers_file
 from parcours.personas.catalog import Catalog, CatalogError
 from parcours.personas.features import (
     ENGAGEMENT_EVENTS,
@@ -46,7 +47,7 @@ from parcours.personas.model import (
     rules_predict,
     train_model,
 )
-from parcours.personas.survey import parse_answers_file, score_answers
+from parcours.personas.survey import score_answers
 from parcours.store.bulk import Key
 from parcours.store.personas import PersonaStore, StoredResponse, persona_references
 
@@ -202,8 +203,11 @@ def survey_labels(
 # -- models --------------------------------------------------------------------------------
 
 
-def latest_model(connection: Connection, creditor_id: UUID) -> PersonaModel | None:
-    row = PersonaStore(connection, creditor_id).latest_model()
+def latest_model(
+    connection: Connection, creditor_id: UUID, version: str | None = None
+) -> PersonaModel | None:
+    """The creditor's newest model (or the one of `version`)."""
+    row = PersonaStore(connection, creditor_id).latest_model(version)
     if row is None:
         return None
     return PersonaModel.from_params(
@@ -456,11 +460,21 @@ class Explanation:
         }
 
 
-def reason_text(catalog: Catalog, code: str, value: Any, weight: float) -> str:
-    """One reason in words: a feature and its value, a survey answer, or an operator note."""
+def reason_text(
+    catalog: Catalog,
+    code: str,
+    value: Any,
+    weight: float,
+    typical: Mapping[str, float] | None = None,
+) -> str:
+    """One reason in words: a feature and its value (next to the portfolio's typical
+    value when known), a survey answer, or an operator note."""
     feature = _FEATURE_BY_NAME.get(code)
     if feature is not None:
-        return f"{feature.describe(float(value))} (weight {weight:+.2f})"
+        context = ""
+        if typical is not None and code in typical:
+            context = f", typical {feature.format(typical[code])}"
+        return f"{feature.describe(float(value))}{context} (weight {weight:+.2f})"
     question_key, _, option_key = code.partition("=")
     question = catalog.survey.question(question_key)
     if question is not None:
@@ -481,7 +495,14 @@ def explain(
     latest = history[0]
     persona = latest.persona
     name = catalog[persona].names.en if persona is not None and persona in catalog else None
-    words = tuple(reason_text(catalog, *reason) for reason in latest.reasons)
+    typical = None
+    if latest.model_version is not None:
+        model = latest_model(connection, creditor_id, latest.model_version)
+        if model is not None:
+            typical = dict(zip((f.name for f in FEATURES), model.typical().tolist(), strict=True))
+    words = tuple(
+        reason_text(catalog, code, value, weight, typical) for code, value, weight in latest.reasons
+    )
     if latest.source == AssignmentSource.OBJECTION:
         words = ("the debtor objected to profiling (GDPR art. 21): no persona-based treatment",)
     elif latest.source == AssignmentSource.DEFAULT:

@@ -328,15 +328,31 @@ class PersonaStore:
             )
         )
 
-    def latest_model(self) -> Any:
-        """The newest model row (version, params, trained_at, labelled, metrics) or None."""
+    def latest_model(self, version: str | None = None) -> Any:
+        """The newest model row, or the one of `version`: (version, params, trained_at,
+        labelled, metrics), or None."""
         t = PersonaModelRow
-        return self.connection.execute(
-            select(t.version, t.params, t.trained_at, t.labelled, t.metrics)
-            .where(t.creditor_id == self.creditor_id)
-            .order_by(t.trained_at.desc())
-            .limit(1)
-        ).first()
+        query = select(t.version, t.params, t.trained_at, t.labelled, t.metrics).where(
+            t.creditor_id == self.creditor_id
+        )
+        if version is not None:
+            query = query.where(t.version == version)
+        return self.connection.execute(query.order_by(t.trained_at.desc()).limit(1)).first()
+
+    def survey_candidates(self, limit: int) -> tuple[int, list[tuple[str, float]]]:
+        """How many debtors are survey candidates, and the least certain ones (ref,
+        confidence) first."""
+        p, d = DebtorPersonaRow, DebtorRow
+        where = (p.creditor_id == self.creditor_id, p.survey_candidate.is_(True))
+        total = self.connection.execute(select(func.count()).where(*where)).scalar_one()
+        rows = self.connection.execute(
+            select(d.ref, p.confidence)
+            .join(d, (d.id == p.debtor_id) & (d.creditor_id == p.creditor_id))
+            .where(*where)
+            .order_by(p.confidence, d.ref)
+            .limit(limit)
+        )
+        return int(total), [(ref, float(confidence)) for ref, confidence in rows]
 
     # -- assignments ---------------------------------------------------------------------
 
