@@ -370,3 +370,42 @@ def test_export_shows_the_profiling_and_erasure_deletes_answers_and_current_pers
     assert count(engine, SurveyResponseRow) == 0
     assert "D0000001" not in current(engine)
     assert count(engine, PersonaAssignmentRow) == 400  # history kept: ids and keys only
+
+
+def test_storing_in_batches_writes_every_change_once(
+    engine: Engine,
+    portfolio_dir: Path,
+    catalog: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import parcours.runtime.personas as run
+
+    monkeypatch.setattr(run, "_FLUSH_ROWS", 7)
+    load(engine, portfolio_dir)
+    assert classify(engine, catalog).changed == 400
+    import_answers(engine, catalog, portfolio_dir / "survey_answers.csv")
+    second = classify(engine, catalog, now=NOW + dt.timedelta(hours=1))
+    assert second.changed > 100  # the model replaces the rules for most debtors
+    assert len(current(engine)) == 400
+    assert count(engine, PersonaAssignmentRow) == 400 + second.changed
+
+
+def test_engagement_counts_the_debtors_message_events_only(
+    engine: Engine, portfolio_dir: Path
+) -> None:
+    from parcours.domain.events import Event, EventType
+    from parcours.store.repositories import new_id
+
+    load(engine, portfolio_dir)
+    target = debtor_id(engine, "D0000002")
+    with UnitOfWork(engine) as uow:
+        creditor = owner(uow)
+        for kind in (EventType.MESSAGE_OPENED, EventType.MESSAGE_CLICKED, EventType.CASE_OPENED):
+            uow.events.append(
+                Event(new_id(), creditor.id, kind, NOW, debtor_id=target), recorded_at=NOW
+            )
+        uow.commit()
+        features = compute_features(uow.connection(), creditor.id, AS_OF, "Europe/Brussels")
+    engagement = dict(zip(features.refs, features.column("engagement_events"), strict=True))
+    assert engagement["D0000002"] == 2
+    assert sum(engagement.values()) == 2

@@ -21,6 +21,10 @@ class EventType(enum.StrEnum):
     PAYMENT_BOOKED = "payment.booked"
     PROMISE_MADE = "promise.made"
     DEBTOR_ERASED = "debtor.erased"
+    # The debtor engaging with a message (channels record them; personas count them).
+    MESSAGE_OPENED = "message.opened"
+    MESSAGE_CLICKED = "message.clicked"
+    MESSAGE_REPLIED = "message.replied"
 
 
 @dataclass(frozen=True, slots=True)

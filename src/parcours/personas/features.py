@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 import phonenumbers
 
+from parcours.domain.events import EventType
+
 __all__ = [
     "ENGAGEMENT_EVENTS",
     "FEATURES",
@@ -101,8 +103,11 @@ FEATURES: Final[tuple[Feature, ...]] = (
 )
 FEATURE_INDEX: Final = {f.name: i for i, f in enumerate(FEATURES)}
 
-# Event types that show a debtor engaging with our messages (channels add them).
-ENGAGEMENT_EVENTS: Final = ("message.opened", "message.clicked", "message.replied")
+# Event types that show a debtor engaging with our messages.
+ENGAGEMENT_EVENTS: Final = tuple(
+    t.value
+    for t in (EventType.MESSAGE_OPENED, EventType.MESSAGE_CLICKED, EventType.MESSAGE_REPLIED)
+)
 # Invoices due this long ago and still open count as long unpaid.
 LONG_UNPAID_DAYS: Final = 150
 EARLY_DAYS: Final = 3

@@ -340,8 +340,19 @@ def classify_portfolio(
     stage("deciding")
     surveys = _latest_surveys(store, catalog)
     current = store.current()
-    rows = []
-    replacing = []
+    rows: list[tuple[Any, ...]] = []
+    replacing: list[Key] = []
+    storing = 0.0
+
+    def flush() -> None:
+        """Store what changed so far: memory stays flat however large the portfolio."""
+        nonlocal storing, rows, replacing
+        began = tick()
+        store.store_assignments(rows, replacing)
+        result.changed += len(rows)
+        rows, replacing = [], []
+        storing += tick() - began
+
     assigned_at = store.writer.timestamp(policy.now)
     classes = prediction.classes
     winners = prediction.persona.tolist()
@@ -349,7 +360,6 @@ def classify_portfolio(
     objected = features.objected.tolist()
     for i, key in enumerate(features.debtor_keys):
         held = current.get(key)
-        reasons: tuple[Reason, ...] = ()
         candidate = False
         version: str | None = None
         how: AssignmentSource
@@ -360,10 +370,8 @@ def classify_portfolio(
         elif key in surveys:
             survey = surveys[key]
             persona, confidence, how = survey.persona, survey.confidence, AssignmentSource.SURVEY
-            reasons = survey.reasons
         else:
             confidence, version = confidences[i], model_version
-            reasons = prediction.reasons(i, features.values[i])
             if confidence >= policy.min_confidence:
                 persona, how = classes[winners[i]], source
             else:
@@ -372,7 +380,13 @@ def classify_portfolio(
         result.by_source[how.value] += 1
         result.survey_candidates += candidate
         if held == (persona, how.value, version, candidate):
-            continue
+            continue  # unchanged: no history row, and no reasons to compute
+        if how is AssignmentSource.SURVEY:
+            reasons = surveys[key].reasons
+        elif how in (AssignmentSource.MODEL, AssignmentSource.RULES, AssignmentSource.DEFAULT):
+            reasons = prediction.reasons(i, features.values[i])
+        else:
+            reasons = ()
         rows.append(
             store.history_row(
                 key, persona, confidence, how, version, candidate, assigned_at,
@@ -381,15 +395,17 @@ def classify_portfolio(
         )  # fmt: skip
         if held is not None:
             replacing.append(key)
-    result.timings["decide"] = tick() - mark
-
-    mark = tick()
+        if len(rows) == _FLUSH_ROWS:
+            flush()
     stage("storing")
-    store.store_assignments(rows, replacing)
-    result.changed = len(rows)
-    result.timings["store"] = tick() - mark
+    flush()
+    result.timings["decide"] = tick() - mark - storing
+    result.timings["store"] = storing
     result.timings["total"] = tick() - start
     return result
+
+
+_FLUSH_ROWS: Final = 100_000
 
 
 # -- objection and operator ---------------------------------------------------------------

@@ -83,6 +83,24 @@ class StoredAssignment:
     reasons: list[list[Any]]
 
 
+class _KeyFinder:
+    """Rows of debtor ids, by binary search over the sorted ids (no million-entry dict)."""
+
+    def __init__(self, keys: Sequence[Key], key_type: str) -> None:
+        self.key_type = key_type
+        ids = np.array(keys, dtype=key_type)
+        self.order = np.argsort(ids, kind="stable")
+        self.sorted = ids[self.order]
+
+    def rows(self, wanted: Any) -> tuple[I64, Any]:
+        """(row of each wanted id, whether it was found)."""
+        if len(self.sorted) == 0:
+            return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+        position = np.minimum(np.searchsorted(self.sorted, wanted), len(self.sorted) - 1)
+        found = self.sorted[position] == wanted
+        return self.order[position].astype(np.int64), found
+
+
 def _key(value: Any) -> Key:
     return bytes(value) if isinstance(value, bytes | memoryview) else str(value)
 
@@ -146,20 +164,19 @@ class PersonaStore:
             *rows, strict=True
         )
         del rows
-        index: dict[Key, int] = {k: i for i, k in enumerate(keys)}
-        engagement = np.zeros(len(keys))
+        finder = _KeyFinder(keys, "S16" if self.sqlite else "U36")
         types = ", ".join(f"'{t}'" for t in engagement_events if t.replace(".", "").isalnum())
         debtor = self._id("COALESCE(e.debtor_id, c.debtor_id)")
-        for chunk in self._chunks(
+        counted = self._table(
             f"SELECT {debtor}, COUNT(*) FROM events e "
             "LEFT JOIN cases c ON c.id = e.case_id AND c.creditor_id = e.creditor_id "
             f"WHERE e.creditor_id = {{c}} AND e.type IN ({types}) GROUP BY 1",
-            params,
-        ):
-            for debtor_key, count in chunk:
-                position = index.get(debtor_key)
-                if position is not None:
-                    engagement[position] = count
+            finder.key_type,
+            ("n",),
+        )
+        owner, found = finder.rows(counted["key"])
+        engagement = np.zeros(len(keys))
+        engagement[owner[found]] = counted["n"][found]
         return FeatureInputs(
             keys=list(keys),
             refs=list(refs),
@@ -170,11 +187,23 @@ class PersonaStore:
             has_address=[bool(a) for a in has_address],
             birth_years=years,
             engagement=engagement,
-            invoices=self._invoice_columns(index),
+            invoices=self._invoice_columns(finder),
         )
 
-    def _invoice_columns(self, index: dict[Key, int]) -> tuple[I64, I64, I64, I64, I64, I64, I64]:
-        sql = (
+    def _table(self, sql: str, key_type: str, columns: Sequence[str]) -> Any:
+        """Rows of `sql` (an id, then integers) as a structured numpy array, converted in C
+        chunk by chunk (no per-value Python)."""
+        layout = np.dtype([("key", key_type)] + [(name, np.int64) for name in columns])
+        parts = [
+            np.array(chunk, dtype=layout)
+            for chunk in self._chunks(sql, {"c": self.writer.creditor_key})
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=layout)
+
+    def _invoice_columns(self, finder: _KeyFinder) -> tuple[I64, I64, I64, I64, I64, I64, I64]:
+        """Per invoice of the debtors in `finder`: their row, amount, paid, issue day, due
+        day, payment count and last payment (UTC seconds, 0 when none)."""
+        table = self._table(
             f"SELECT {self._id('c.debtor_id')}, i.amount_minor, i.paid_minor, "
             f"{self._day('i.issue_date')}, {self._day('i.due_date')}, COALESCE(p.n, 0), "
             f"COALESCE({self._seconds('p.last_paid')}, 0) "
@@ -183,26 +212,15 @@ class PersonaStore:
             "LEFT JOIN (SELECT invoice_id, COUNT(*) AS n, MAX(paid_at) AS last_paid "
             "           FROM payments WHERE creditor_id = {c} GROUP BY invoice_id) p "
             "       ON p.invoice_id = i.id "
-            "WHERE i.creditor_id = {c}"
+            "WHERE i.creditor_id = {c}",
+            finder.key_type,
+            ("a", "p", "i", "d", "n", "l"),
         )
-        parts: list[list[np.ndarray[Any, np.dtype[np.int64]]]] = [[] for _ in range(7)]
-        for chunk in self._chunks(sql, {"c": self.writer.creditor_key}):
-            debtor_keys, *numbers = zip(*chunk, strict=True)
-            parts[0].append(
-                np.fromiter(
-                    (index.get(k, -1) for k in debtor_keys), dtype=np.int64, count=len(chunk)
-                )
-            )
-            for part, column in zip(parts[1:], numbers, strict=True):
-                part.append(np.array(column, dtype=np.int64))
-        if not parts[0]:
-            empty = np.zeros(0, dtype=np.int64)
-            return (empty, empty, empty, empty, empty, empty, empty)
-        owner, amount, paid, issue, due, payments, last_paid = (np.concatenate(p) for p in parts)
-        keep = owner >= 0  # invoices of erased debtors are left out
+        owner, found = finder.rows(table["key"])
+        if not found.all():  # invoices of erased debtors are left out
+            table, owner = table[found], owner[found]
         return (
-            owner[keep], amount[keep], paid[keep], issue[keep], due[keep], payments[keep],
-            last_paid[keep],
+            owner, table["a"], table["p"], table["i"], table["d"], table["n"], table["l"],
         )  # fmt: skip
 
     # -- debtors -------------------------------------------------------------------------
