@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 from sqlalchemy import Engine
 
-from parcours.domain import AuditEntry, Creditor, Event, EventType
+from parcours.domain import AuditEntry, Creditor, Debtor, Event, EventType
 from parcours.ingest import ImportKind, import_file
 from parcours.ingest.importer import ImportOptions, report_allows_commit
 from parcours.observability import configure_logging
@@ -99,6 +99,25 @@ def _creditor(uow: UnitOfWork, name: str | None) -> Creditor:
     if not creditors:
         _fail("no creditor yet: import a portfolio with `parcours import ... --creditor NAME`")
     _fail("several creditors: choose one with --creditor " + ", ".join(c.name for c in creditors))
+
+
+def _audit(
+    uow: UnitOfWork,
+    at: dt.datetime,
+    action: str,
+    creditor: Creditor,
+    subject: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record what this command did (evidence kept in the audit log; no personal data)."""
+    uow.audit.append(AuditEntry(new_id(), at, "cli", action, creditor.id, subject, details or {}))
+
+
+def _debtor(uow: UnitOfWork, creditor: Creditor, ref: str) -> Debtor:
+    debtor = uow.debtors.get(creditor, ref)
+    if debtor is None:
+        _fail(f"no debtor {ref!r} for {creditor.name}")
+    return debtor
 
 
 def _print_json(data: Any) -> None:
@@ -215,16 +234,13 @@ def _import(
         with _progress(total=size, unit="bytes", enabled=not as_json) as advance:
             report = import_file(uow.connection(), kind, file, options, progress=advance)
         if report_allows_commit(report):
-            uow.audit.append(
-                AuditEntry(
-                    new_id(),
-                    now,
-                    actor="cli",
-                    action=f"import.{kind.value}",
-                    creditor_id=creditor.id,
-                    subject=f"file:{file.name}",
-                    details={k: v for k, v in report.as_dict().items() if k != "errors"},
-                )
+            _audit(
+                uow,
+                now,
+                f"import.{kind.value}",
+                creditor,
+                f"file:{file.name}",
+                {k: v for k, v in report.as_dict().items() if k != "errors"},
             )
             uow.commit()
             report.stored = True
@@ -454,9 +470,7 @@ def debtors_export(
         data = uow.debtors.export(owner, ref)
         if data is None:
             _fail(f"no debtor {ref!r}")
-        uow.audit.append(
-            AuditEntry(new_id(), now, "cli", "debtor.exported", owner.id, f"debtor:{ref}")
-        )
+        _audit(uow, now, "debtor.exported", owner, f"debtor:{ref}")
         uow.commit()
     _print_json(data)
 
@@ -479,9 +493,7 @@ def debtors_erase(
         uow.events.append(
             Event(new_id(), owner.id, EventType.DEBTOR_ERASED, now, debtor_id=debtor.id), now
         )
-        uow.audit.append(
-            AuditEntry(new_id(), now, "cli", "debtor.erased", owner.id, f"debtor:{ref}")
-        )
+        _audit(uow, now, "debtor.erased", owner, f"debtor:{ref}")
         uow.commit()
     log.info("debtor.erased", debtor_ref=ref)
     out.print(f"debtor {ref}: personal data erased; amounts kept for the accounts")

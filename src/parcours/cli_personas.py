@@ -17,7 +17,9 @@ from parcours.cli import (
     ImportCreditor,
     JsonOption,
     StrictOption,
+    _audit,
     _creditor,
+    _debtor,
     _fail,
     _now,
     _print_json,
@@ -27,11 +29,9 @@ from parcours.cli import (
     log,
     out,
 )
-from parcours.domain import AuditEntry
 from parcours.domain.persona import Persona
 from parcours.personas.catalog import Catalog, CatalogError, load_catalog
 from parcours.settings import Settings, get_settings
-from parcours.store.repositories import new_id
 
 personas_app = typer.Typer(no_args_is_help=True, help="The persona catalog and classification.")
 survey_app = typer.Typer(no_args_is_help=True, help="The persona survey.")
@@ -130,7 +130,6 @@ def personas_validate(
     directory: Annotated[
         Path | None, typer.Argument(help="Operator personas directory (default: settings).")
     ] = None,
-    creditor: CreditorOption = None,
 ) -> None:
     """Check the catalog files, the survey and what the database still refers to."""
     from parcours.runtime.personas import check_catalog
@@ -142,7 +141,6 @@ def personas_validate(
             check_catalog(uow.connection(), catalog, settings.default_persona)
         except CatalogError as exc:
             _fail("the catalog breaks references:\n  " + "\n  ".join(exc.problems))
-    del creditor
     out.print(
         f"catalog OK: {len(catalog.keys)} personas ({', '.join(catalog.keys)}), survey "
         f"{catalog.survey.version} with {len(catalog.survey.questions)} questions"
@@ -198,16 +196,13 @@ def personas_classify(
             except CatalogError as exc:
                 _fail("\n  ".join(exc.problems))
             bar.update(task, completed=len(STAGES))
-        uow.audit.append(
-            AuditEntry(
-                new_id(),
-                now,
-                actor="cli",
-                action="personas.classify",
-                creditor_id=owner.id,
-                subject=f"model:{result.model_version or 'rules'}",
-                details={k: v for k, v in result.as_dict().items() if k != "timings"},
-            )
+        _audit(
+            uow,
+            now,
+            "personas.classify",
+            owner,
+            f"model:{result.model_version or 'rules'}",
+            {k: v for k, v in result.as_dict().items() if k != "timings"},
         )
         uow.commit()
     log.info("personas.classified", debtors=result.debtors, changed=result.changed)
@@ -385,9 +380,7 @@ def personas_explain(
     catalog = _catalog(get_settings())
     with _unit_of_work() as uow:
         owner = _creditor(uow, creditor)
-        debtor = uow.debtors.get(owner, debtor_ref)
-        if debtor is None:
-            _fail(f"no debtor {debtor_ref!r} for {owner.name}")
+        debtor = _debtor(uow, owner, debtor_ref)
         explanation = explain(uow.connection(), owner.id, debtor.id, debtor_ref, catalog)
     if explanation is None:
         _fail(f"{debtor_ref} has no persona yet: run `parcours personas classify`")
@@ -426,21 +419,11 @@ def personas_object(
     now = _now()
     with _unit_of_work() as uow:
         owner = _creditor(uow, creditor)
-        debtor = uow.debtors.get(owner, debtor_ref)
-        if debtor is None:
-            _fail(f"no debtor {debtor_ref!r} for {owner.name}")
+        debtor = _debtor(uow, owner, debtor_ref)
         changed = record_objection(uow.connection(), owner.id, debtor.id, now, not withdraw)
         if changed:
-            uow.audit.append(
-                AuditEntry(
-                    new_id(),
-                    now,
-                    actor="cli",
-                    action="personas.objection_withdrawn" if withdraw else "personas.objection",
-                    creditor_id=owner.id,
-                    subject=f"debtor:{debtor.id}",
-                )
-            )
+            action = "personas.objection_withdrawn" if withdraw else "personas.objection"
+            _audit(uow, now, action, owner, f"debtor:{debtor.id}")
             uow.commit()
     if not changed:
         out.print(f"{debtor_ref}: nothing to change")
@@ -466,23 +449,11 @@ def personas_assign(
     now = _now()
     with _unit_of_work() as uow:
         owner = _creditor(uow, creditor)
-        debtor = uow.debtors.get(owner, debtor_ref)
-        if debtor is None:
-            _fail(f"no debtor {debtor_ref!r} for {owner.name}")
+        debtor = _debtor(uow, owner, debtor_ref)
         if debtor.profiling_objection:
             _fail(f"{debtor_ref} objected to profiling: no persona can be set")
         assign_by_operator(uow.connection(), owner.id, debtor.id, persona, now, note)
-        uow.audit.append(
-            AuditEntry(
-                new_id(),
-                now,
-                actor="cli",
-                action="personas.assign",
-                creditor_id=owner.id,
-                subject=f"debtor:{debtor.id}",
-                details={"persona": persona},
-            )
-        )
+        _audit(uow, now, "personas.assign", owner, f"debtor:{debtor.id}", {"persona": persona})
         uow.commit()
     out.print(f"{debtor_ref}: persona set to {persona}")
 
@@ -532,16 +503,13 @@ def survey_import(
             strict=strict,
         )
         if report.file_error is None and not (strict and report.errors):
-            uow.audit.append(
-                AuditEntry(
-                    new_id(),
-                    now,
-                    actor="cli",
-                    action="survey.import",
-                    creditor_id=owner.id,
-                    subject=f"file:{file.name}",
-                    details={k: v for k, v in report.as_dict().items() if k != "errors"},
-                )
+            _audit(
+                uow,
+                now,
+                "survey.import",
+                owner,
+                f"file:{file.name}",
+                {k: v for k, v in report.as_dict().items() if k != "errors"},
             )
             uow.commit()
             report.stored = True
