@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import re
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 from uuid import UUID
@@ -40,7 +39,6 @@ __all__ = [
 
 Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 
 
 class _Strict(BaseModel):

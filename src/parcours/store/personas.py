@@ -313,15 +313,6 @@ class PersonaStore:
             select(func.max(t.recorded_at)).where(t.creditor_id == self.creditor_id)
         ).scalar()
 
-    def responses_of(self, debtor_id: UUID) -> list[StoredResponse]:
-        t = SurveyResponseRow
-        rows = self.connection.execute(
-            select(t.survey_version, t.answers, t.persona, t.confidence, t.answered_at)
-            .where(t.creditor_id == self.creditor_id, t.debtor_id == debtor_id)
-            .order_by(t.answered_at)
-        )
-        return [StoredResponse(str(debtor_id), *row) for row in rows]
-
     # -- models --------------------------------------------------------------------------
 
     def add_model(
