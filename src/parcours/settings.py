@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         description="The operator's persona files (YAML); a file named like a built-in "
         "persona replaces it.",
     )
+    journeys_dir: Path | None = Field(
+        default=None,
+        description="The operator's journey files (YAML), next to the built-in library.",
+    )
     default_persona: str = Field(
         default="engaged",
         description="Persona given when the model or the rules are not confident enough.",

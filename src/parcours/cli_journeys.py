@@ -1,0 +1,176 @@
+"""`parcours journeys …`: validate, show (table and Mermaid diagram), JSON Schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from parcours.cli import _fail, _print_json, out
+from parcours.domain.journey import (
+    BranchNode,
+    ExitNode,
+    FeeNode,
+    Journey,
+    SendNode,
+    SplitNode,
+    TaskNode,
+    WaitEventNode,
+    WaitNode,
+)
+from parcours.journeys.library import JourneyError, Library, journey_schema, load_journey
+from parcours.settings import get_settings
+
+journeys_app = typer.Typer(no_args_is_help=True, help="Journeys: validate, show, schema.")
+
+
+def _library() -> Library:
+    from parcours.journeys.library import load_library
+    from parcours.personas.catalog import CatalogError, load_catalog
+
+    settings = get_settings()
+    try:
+        personas = load_catalog(settings.personas_dir).keys
+        return load_library(settings.journeys_dir, personas)
+    except (JourneyError, CatalogError) as exc:
+        _fail("the journeys are invalid:\n  " + "\n  ".join(exc.problems))
+
+
+def _what(node: Any) -> str:
+    """One node in words."""
+    if isinstance(node, WaitNode):
+        sign = "+" if node.days >= 0 else "-"
+        return f"wait until {node.anchor.value} {sign} {abs(node.days)} days"
+    if isinstance(node, WaitEventNode):
+        events = ", ".join(e.value for e in node.events)
+        return f"wait for {events} (at most {node.timeout_days} days)"
+    if isinstance(node, BranchNode):
+        tests = "; ".join(
+            f"{c.guard}({', '.join(f'{k}={v}' for k, v in c.args.items())}) → {c.next}"
+            for c in node.cases
+        )
+        return f"if {tests}; else → {node.default}"
+    if isinstance(node, SplitNode):
+        arms = ", ".join(f"{a.name} {a.weight}" for a in node.arms)
+        return f"experiment {node.experiment}: {arms}"
+    if isinstance(node, SendNode):
+        fallback = f", fallback {' > '.join(node.fallback)}" if node.fallback else ""
+        kind = "reminder" if node.reminder else "message"
+        return (
+            f"send {kind} '{node.template}' by {' > '.join(node.channels)} ({node.mode}{fallback})"
+        )
+    if isinstance(node, TaskNode):
+        return f"agent task: {node.kind.value}" + (f" ({node.script})" if node.script else "")
+    if isinstance(node, FeeNode):
+        return f"charge {node.kind.value} (if the law allows it now)"
+    assert isinstance(node, ExitNode)
+    return f"exit: {node.reason.value}"
+
+
+def _next(node: Any) -> str:
+    if isinstance(node, WaitEventNode):
+        return f"{node.on_event} / timeout → {node.on_timeout}"
+    if isinstance(node, BranchNode | SplitNode | ExitNode):
+        return ""
+    return str(node.next)
+
+
+def mermaid(journey: Journey) -> str:
+    """A Mermaid flowchart of the journey (paste into any Markdown viewer)."""
+    lines = ["flowchart TD"]
+    for node in journey.nodes:
+        label = _what(node).replace('"', "'")
+        shape = (
+            ("([", "])")
+            if isinstance(node, ExitNode)
+            else ("{{", "}}")
+            if isinstance(node, BranchNode | SplitNode)
+            else ("[", "]")
+        )
+        lines.append(f'    {node.id}{shape[0]}"{node.id}: {label}"{shape[1]}')
+    for source, where, target in journey.edges():
+        label = where.replace("cases.", "case ").replace("arms.", "arm ").replace(".next", "")
+        edge = f"-- {label} -->" if where not in ("next",) else "-->"
+        lines.append(f"    {source} {edge} {target}")
+    return "\n".join(lines)
+
+
+@journeys_app.command("validate")
+def journeys_validate(
+    files: Annotated[list[Path], typer.Argument(help="Journey YAML file(s).")],
+) -> None:
+    """Check journey files: graph, guards, persona; problems name the file, node and field."""
+    from parcours.personas.catalog import load_catalog
+
+    personas = load_catalog(get_settings().personas_dir).keys
+    problems: list[str] = []
+    for path in files:
+        try:
+            journey = load_journey(path, personas)
+        except JourneyError as exc:
+            problems.extend(exc.problems)
+            continue
+        out.print(f"{path}: {journey.name} OK ({len(journey.nodes)} nodes)")
+    if problems:
+        _fail("\n  ".join(["invalid journey file(s):", *problems]))
+
+
+@journeys_app.command("list")
+def journeys_list() -> None:
+    """The journeys of the library, newest version of each."""
+    library = _library()
+    table = Table("journey", "version", "persona", "nodes", "description")
+    for key in library.journey_keys():
+        journey = library.latest(key)
+        table.add_row(
+            key,
+            str(journey.version),
+            journey.persona or "(universal)",
+            str(len(journey.nodes)),
+            journey.description.strip().splitlines()[0],
+        )
+    out.print(table)
+
+
+@journeys_app.command("show")
+def journeys_show(
+    name: Annotated[str, typer.Argument(help="Journey key, optionally @version.")],
+    diagram: Annotated[bool, typer.Option("--mermaid", help="Print only the diagram.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the journey as JSON.")] = False,
+) -> None:
+    """A journey as a readable table and a Mermaid diagram."""
+    library = _library()
+    key, _, version = name.partition("@")
+    try:
+        journey = library.get(key, int(version)) if version else library.latest(key)
+    except (KeyError, ValueError):
+        _fail(f"no journey {name!r} (known: {', '.join(library.journey_keys())})")
+    if as_json:
+        _print_json(journey.model_dump(mode="json"))
+        return
+    if diagram:
+        out.print(mermaid(journey))
+        return
+    out.print(f"{journey.name} — persona: {journey.persona or '(universal)'}")
+    out.print(journey.description.strip())
+    table = Table("node", "does", "then", "note")
+    for node in journey.nodes:
+        marker = "▶ " if node.id == journey.start else ""
+        table.add_row(f"{marker}{node.id}", _what(node), _next(node), node.note or "")
+    out.print(table)
+    out.print("\n```mermaid\n" + mermaid(journey) + "\n```")
+
+
+@journeys_app.command("schema")
+def journeys_schema(
+    output: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+) -> None:
+    """The JSON Schema of journey files, for editors."""
+    text = journey_schema()
+    if output is None:
+        out.print(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        out.print(f"wrote {output}")

@@ -1,0 +1,1 @@
+"""Journeys: the DSL loader, the planner, the policy gate."""
