@@ -174,3 +174,63 @@ def journeys_schema(
     else:
         output.write_text(text + "\n", encoding="utf-8")
         out.print(f"wrote {output}")
+
+
+def _when(at: str | None) -> Any:
+    import datetime as dt
+
+    if at is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(at)
+    except ValueError:
+        _fail(f"--at {at!r} is not an ISO date-time like 2026-12-07T09:00")
+    if moment.tzinfo is None:
+        import zoneinfo
+
+        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(get_settings().default_timezone))
+    return moment.astimezone(dt.UTC)
+
+
+def run(
+    at: Annotated[
+        str | None, typer.Option("--at", help="Run as if it were this time (clock travel).")
+    ] = None,
+    creditor: Annotated[str | None, typer.Option("--creditor", "-c")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One tick: enrol new cases, plan, gate, write the outbox; then dispatch what is due."""
+    from sqlalchemy.exc import IntegrityError
+
+    from parcours.cli import _creditor, _unit_of_work
+    from parcours.runtime.tick import FileOutbox, dispatch, run_tick
+
+    settings = get_settings()
+    now = _when(at)
+    library = _library()
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        try:
+            result = run_tick(
+                uow.connection(), owner.id, library, now, zone=settings.default_timezone
+            )
+            uow.commit()
+        except IntegrityError:
+            _fail("another tick recorded these decisions first: nothing was decided twice")
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        sent = dispatch(uow.connection(), owner.id, FileOutbox(settings.outbox_dir), now)
+        uow.commit()
+    report = {**result.as_dict(), "dispatched": dict(sent), "at": now.isoformat()}
+    if as_json:
+        _print_json(report)
+        return
+    out.print(
+        f"tick at {now:%Y-%m-%d %H:%M} UTC: {result.enrolled:,} enrolled, {result.due:,} due, "
+        f"{result.outbox:,} outbox rows; dispatched: "
+        + (", ".join(f"{k} {v:,}" for k, v in sent.items()) or "nothing")
+    )
+    if result.verdicts:
+        out.print("gate: " + ", ".join(f"{k} {v:,}" for k, v in result.verdicts.items()))
+    if result.exits:
+        out.print("exits: " + ", ".join(f"{k} {v:,}" for k, v in result.exits.items()))

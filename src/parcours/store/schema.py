@@ -42,13 +42,17 @@ __all__ = [
     "CreditorRow",
     "DebtorPersonaRow",
     "DebtorRow",
+    "EnrolmentRow",
     "EventRow",
     "InvoiceRow",
+    "OutboxRow",
     "PaymentRow",
     "PersonaAssignmentRow",
     "PersonaModelRow",
+    "PolicyLogRow",
     "PromiseRow",
     "SurveyResponseRow",
+    "TickRow",
     "UtcDateTime",
     "UuidKey",
 ]
@@ -401,3 +405,95 @@ class DebtorPersonaRow(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     confidence: Mapped[float] = mapped_column(Float())
     survey_candidate: Mapped[bool] = mapped_column(Boolean())
+
+
+class EnrolmentRow(Base):
+    """Where a case stands in its journey; it stays on the version it entered."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (
+        _same_tenant("case_id", "cases"),
+        Index("ix_enrolments_due", "creditor_id", "done", "wake_at"),
+    )
+
+    case_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    journey_key: Mapped[str] = mapped_column(String(64))
+    journey_version: Mapped[int] = mapped_column(Integer())
+    persona: Mapped[str | None] = mapped_column(String(40))  # at enrolment
+    node_id: Mapped[str] = mapped_column(String(48))
+    entered_at: Mapped[dt.datetime]
+    enrolled_at: Mapped[dt.datetime]
+    wake_at: Mapped[dt.datetime | None]  # None: only an event wakes it
+    step: Mapped[int] = mapped_column(Integer())
+    done: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    exit_reason: Mapped[str | None] = mapped_column(String(16))
+    arms: Mapped[dict[str, Any]]  # experiment -> arm drawn
+
+
+class OutboxRow(Base):
+    """A decision to act (message, agent task, fee) with its deterministic attempt id.
+
+    The unique attempt id (case, journey version, node, step) is what makes a tick
+    idempotent and is the providers' idempotency key: a decision is recorded once.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("attempt_id"),
+        _same_tenant("case_id", "cases"),
+        _same_tenant("debtor_id", "debtors"),
+        Index("ix_outbox_dispatch", "creditor_id", "status", "not_before"),
+        Index("ix_outbox_debtor", "creditor_id", "debtor_id", "created_at"),
+        CheckConstraint(
+            "status IN ('queued','delayed','sent','skipped','review','failed')", name="status"
+        ),
+        CheckConstraint("kind IN ('send','task','fee')", name="kind"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(String(64))
+    creditor_id: Mapped[uuid.UUID]
+    case_id: Mapped[uuid.UUID]
+    debtor_id: Mapped[uuid.UUID]
+    journey: Mapped[str] = mapped_column(String(80))  # key@version
+    node_id: Mapped[str] = mapped_column(String(48))
+    step: Mapped[int] = mapped_column(Integer())
+    kind: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    template: Mapped[str | None] = mapped_column(String(64))
+    reminder: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    amount_minor: Mapped[int | None]  # fees
+    status: Mapped[str] = mapped_column(String(16))
+    not_before: Mapped[dt.datetime]
+    reason: Mapped[str | None]
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]
+
+
+class PolicyLogRow(Base):
+    """Every gate decision, sent, delayed or skipped, with its reason (append-only)."""
+
+    __tablename__ = "policy_log"
+    __table_args__ = (Index("ix_policy_log_case", "creditor_id", "case_id", "at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    case_id: Mapped[uuid.UUID]
+    attempt_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime]
+    stage: Mapped[str] = mapped_column(String(8))  # plan | send
+    verdict: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str]
+
+
+class TickRow(Base):
+    """When each creditor's journeys last ran: events recorded since then wake cases."""
+
+    __tablename__ = "ticks"
+
+    creditor_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("creditors.id", ondelete="RESTRICT"), primary_key=True
+    )
+    at: Mapped[dt.datetime]

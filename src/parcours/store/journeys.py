@@ -1,0 +1,376 @@
+"""Journey data in the store: enrolments, the facts of due cases, the outbox, the policy
+log and ticks — read and written in bulk, every query naming the tenant.
+
+Ids travel in storage form (16 bytes on SQLite, text on PostgreSQL) as in `store.bulk`.
+The cases of a tick are put in a temporary table so that facts are read with joins, not
+with one query per case or a parameter list the database would cap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+from uuid import UUID
+
+from sqlalchemy import Connection
+
+from parcours.store.bulk import Key, PortfolioWriter
+
+__all__ = ["DueCase", "JourneyStore", "OutboxEntry"]
+
+Row = tuple[Any, ...]
+EVENT_TYPES: Final = ("payment.booked", "promise.made", "message.replied", "message.clicked")
+
+
+@dataclass(frozen=True, slots=True)
+class DueCase:
+    case_id: Key
+    case_text: str  # the case UUID as text: seeds sticky splits, names attempts
+    debtor_id: Key
+    journey_key: str
+    journey_version: int
+    node_id: str
+    entered_at: dt.datetime
+    enrolled_at: dt.datetime
+    wake_at: dt.datetime | None
+    step: int
+    arms: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    attempt_id: str
+    case_id: Key
+    debtor_id: Key
+    journey: str
+    node_id: str
+    step: int
+    kind: str
+    channel: str | None
+    template: str | None
+    reminder: bool
+    amount_minor: int | None
+    status: str
+    not_before: dt.datetime
+    reason: str | None
+
+
+class JourneyStore:
+    """Journey reads and writes for one creditor inside the caller's transaction."""
+
+    def __init__(self, connection: Connection, creditor_id: UUID) -> None:
+        self.connection = connection
+        self.creditor_id = creditor_id
+        self.writer = PortfolioWriter(connection, creditor_id)
+        self.sqlite = connection.dialect.name == "sqlite"
+        self.mark = "?" if self.sqlite else "%s"
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = self.connection.connection.cursor()
+        try:
+            cursor.execute(sql.replace("?", self.mark), (self.writer.creditor_key, *params))
+            return [tuple(r) for r in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def _key(self, value: Any) -> Key:
+        return bytes(value) if isinstance(value, bytes | memoryview) else str(value)
+
+    def text(self, key: Any) -> str:
+        """An id in storage form as UUID text."""
+        return str(UUID(bytes=bytes(key))) if self.sqlite else str(key)
+
+    def _id(self, column: str) -> str:
+        return column if self.sqlite else f"{column}::text"
+
+    def _time(self, value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+    # -- ticks -----------------------------------------------------------------------------
+
+    def last_tick(self) -> dt.datetime | None:
+        rows = self._rows("SELECT at FROM ticks WHERE creditor_id = ?")
+        return self._time(rows[0][0]) if rows else None
+
+    def record_tick(self, at: dt.datetime) -> None:
+        self.connection.exec_driver_sql(
+            f"DELETE FROM ticks WHERE creditor_id = {self.mark}", (self.writer.creditor_key,)
+        )
+        self.writer.insert(
+            "ticks", ("creditor_id", "at"), [(self.writer.creditor_key, self.writer.timestamp(at))]
+        )
+
+    # -- enrolment -------------------------------------------------------------------------
+
+    def unenrolled_cases(self) -> list[tuple[Key, str | None, bool]]:
+        """Open cases with no enrolment: (case id, debtor's persona, objected)."""
+        rows = self._rows(
+            f"SELECT {self._id('c.id')}, p.persona, d.profiling_objection "
+            "FROM cases c "
+            "JOIN debtors d ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
+            "LEFT JOIN debtor_personas p ON p.debtor_id = d.id AND p.creditor_id = d.creditor_id "
+            "LEFT JOIN enrolments e ON e.case_id = c.id AND e.creditor_id = c.creditor_id "
+            "WHERE c.creditor_id = ? AND c.status = 'open' AND e.case_id IS NULL "
+            "AND d.erased_at IS NULL"
+        )
+        return [(self._key(c), persona, bool(objected)) for c, persona, objected in rows]
+
+    def enrol(
+        self, cases: Iterable[tuple[Key, str, int, str | None, str]], now: dt.datetime
+    ) -> int:
+        """Insert enrolments (case, journey key, version, persona, start node)."""
+        at = self.writer.timestamp(now)
+        rows = [
+            (
+                case,
+                self.writer.creditor_key,
+                key,
+                version,
+                persona,
+                start,
+                at,
+                at,
+                at,
+                0,
+                False,
+                "{}",
+            )
+            for case, key, version, persona, start in cases
+        ]
+        self.writer.insert(
+            "enrolments",
+            (
+                "case_id", "creditor_id", "journey_key", "journey_version", "persona", "node_id",
+                "entered_at", "enrolled_at", "wake_at", "step", "done", "arms",
+            ),
+            rows,
+        )  # fmt: skip
+        return len(rows)
+
+    # -- due cases and their facts ---------------------------------------------------------
+
+    def due(self, now: dt.datetime, since: dt.datetime | None) -> list[DueCase]:
+        """Active enrolments whose wake time has come, or whose case had an event since the
+        last tick (an event may end a wait early)."""
+        import json
+
+        woken = ""
+        params: list[Any] = [self.writer.timestamp(now)]
+        if since is not None:
+            types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+            woken = (
+                " OR e.case_id IN (SELECT ev.case_id FROM events ev "
+                "WHERE ev.creditor_id = e.creditor_id "
+                f"AND ev.recorded_at > ? AND ev.type IN ({types}))"
+            )
+            params.append(self.writer.timestamp(since))
+        rows = self._rows(
+            f"SELECT {self._id('e.case_id')}, {self._id('c.debtor_id')}, e.journey_key, "
+            "e.journey_version, e.node_id, e.entered_at, e.enrolled_at, e.wake_at, e.step, e.arms "
+            "FROM enrolments e JOIN cases c ON c.id = e.case_id AND c.creditor_id = e.creditor_id "
+            f"WHERE e.creditor_id = ? AND NOT e.done AND (e.wake_at <= ?{woken})",
+            params,
+        )
+        out = []
+        for case, debtor, key, version, node, entered, enrolled, wake, step, arms in rows:
+            entered_at, enrolled_at = self._time(entered), self._time(enrolled)
+            assert entered_at is not None
+            assert enrolled_at is not None
+            out.append(
+                DueCase(
+                    self._key(case), self.text(case), self._key(debtor), key, int(version),
+                    node, entered_at, enrolled_at, self._time(wake), int(step),
+                    json.loads(arms) if isinstance(arms, str) else dict(arms or {}),
+                )
+            )  # fmt: skip
+        return out
+
+    def _stage(self, cases: Sequence[Key]) -> None:
+        """Put the tick's cases in a temporary table for the fact queries to join."""
+        kind = "BLOB" if self.sqlite else "uuid"
+        self.connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS tick_cases (id {kind} PRIMARY KEY)"
+        )
+        self.connection.exec_driver_sql("DELETE FROM tick_cases")
+        if cases:
+            self.connection.exec_driver_sql(
+                f"INSERT INTO tick_cases (id) VALUES ({self.mark})", [(c,) for c in set(cases)]
+            )
+
+    def facts(self, cases: Sequence[Key]) -> dict[str, dict[Key, Row]]:
+        """Facts of these cases by kind: balance and oldest due date, debtor, promise,
+        events (latest per type), sends so far — each keyed by case id."""
+        self._stage(cases)
+        day = (
+            "CAST(julianday(MIN(i.due_date)) - 2440587.5 AS INTEGER)"
+            if self.sqlite
+            else ("(MIN(i.due_date) - DATE '1970-01-01')")
+        )
+        promise_day = (
+            "CAST(julianday(MIN(p.due_on)) - 2440587.5 AS INTEGER)"
+            if self.sqlite
+            else "(MIN(p.due_on) - DATE '1970-01-01')"
+        )
+        case = self._id("t.id")
+        out: dict[str, dict[Key, Row]] = {}
+        out["balance"] = self._by_case(
+            f"SELECT {case}, COALESCE(SUM(i.amount_minor - i.paid_minor), 0), {day} "
+            "FROM tick_cases t JOIN invoices i ON i.case_id = t.id AND i.creditor_id = ? "
+            "WHERE i.paid_minor < i.amount_minor GROUP BY t.id"
+        )
+        out["debtor"] = self._by_case(
+            f"SELECT {case}, d.email IS NOT NULL AND d.email_consent <> 'opted_out', "
+            "d.phone IS NOT NULL AND d.phone_consent <> 'opted_out', "
+            "d.street IS NOT NULL AND d.postcode IS NOT NULL AND d.postal_consent <> 'opted_out', "
+            "d.vulnerable, d.timezone, d.country, p.persona, d.phone "
+            "FROM tick_cases t JOIN cases c ON c.id = t.id AND c.creditor_id = ? "
+            "JOIN debtors d ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
+            "LEFT JOIN debtor_personas p ON p.debtor_id = d.id AND p.creditor_id = d.creditor_id"
+        )
+        out["promise"] = self._by_case(
+            f"SELECT {case}, {promise_day} FROM tick_cases t "
+            "JOIN promises p ON p.case_id = t.id AND p.creditor_id = ? "
+            "WHERE p.state = 'pending' GROUP BY t.id"
+        )
+        types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+        out["events"] = self._grouped(
+            f"SELECT {case}, e.type, MAX(e.occurred_at) FROM tick_cases t "
+            "JOIN events e ON e.case_id = t.id AND e.creditor_id = ? "
+            f"WHERE e.type IN ({types}) GROUP BY t.id, e.type"
+        )
+        out["sent"] = self._grouped(
+            f"SELECT {case}, o.channel, o.sent_at, o.reminder, o.kind, o.amount_minor "
+            "FROM tick_cases t JOIN outbox o ON o.case_id = t.id AND o.creditor_id = ? "
+            "WHERE o.status = 'sent' ORDER BY o.sent_at"
+        )
+        return out
+
+    def _by_case(self, sql: str) -> dict[Key, Row]:
+        return {self._key(r[0]): r[1:] for r in self._rows(sql)}
+
+    def _grouped(self, sql: str) -> dict[Key, Row]:
+        grouped: dict[Key, list[Row]] = {}
+        for r in self._rows(sql):
+            grouped.setdefault(self._key(r[0]), []).append(r[1:])
+        return {k: tuple(v) for k, v in grouped.items()}
+
+    def recent_written(
+        self, debtors: Sequence[Key], since: dt.datetime
+    ) -> dict[Key, list[tuple[str, dt.datetime]]]:
+        """Messages sent to these debtors since `since`, for the contact caps."""
+        if not debtors:
+            return {}
+        wanted = set(debtors)
+        out: dict[Key, list[tuple[str, dt.datetime]]] = {}
+        for debtor, channel, at in self._rows(
+            f"SELECT {self._id('o.debtor_id')}, o.channel, o.sent_at FROM outbox o "
+            "WHERE o.creditor_id = ? AND o.status = 'sent' AND o.kind = 'send' AND o.sent_at >= ?",
+            [self.writer.timestamp(since)],
+        ):
+            key = self._key(debtor)
+            when = self._time(at)
+            if key in wanted and when is not None:
+                out.setdefault(key, []).append((channel, when))
+        return out
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def add_outbox(self, entries: Sequence[OutboxEntry], now: dt.datetime) -> int:
+        """Insert decisions. The attempt id is unique: a tick computed twice (two workers)
+        fails on commit instead of deciding anything twice."""
+        w = self.writer
+        w.insert(
+            "outbox",
+            (
+                "id", "attempt_id", "creditor_id", "case_id", "debtor_id", "journey", "node_id",
+                "step", "kind", "channel", "template", "reminder", "amount_minor", "status",
+                "not_before", "reason", "created_at",
+            ),
+            [
+                (
+                    w.new_id(), e.attempt_id, w.creditor_key, e.case_id, e.debtor_id, e.journey,
+                    e.node_id, e.step, e.kind, e.channel, e.template, e.reminder, e.amount_minor,
+                    e.status, w.timestamp(e.not_before), e.reason, w.timestamp(now),
+                )
+                for e in entries
+            ],
+        )  # fmt: skip
+        return len(entries)
+
+    def log_policy(
+        self, rows: Sequence[tuple[Key, str, str, str, str | None, str]], at: dt.datetime
+    ) -> None:
+        """(case, attempt id, stage, verdict, channel, reason) into the append-only log."""
+        w = self.writer
+        w.insert(
+            "policy_log",
+            (
+                "id",
+                "creditor_id",
+                "case_id",
+                "attempt_id",
+                "at",
+                "stage",
+                "verdict",
+                "channel",
+                "reason",
+            ),
+            [
+                (w.new_id(), w.creditor_key, c, a, w.timestamp(at), s, v, ch, r)
+                for c, a, s, v, ch, r in rows
+            ],
+        )
+
+    def update_enrolments(self, rows: Sequence[Row]) -> None:
+        """(node, entered_at, wake_at, step, done, exit_reason, arms json, case id) each."""
+        if not rows:
+            return
+        w = self.writer
+        m = self.mark
+        self.connection.exec_driver_sql(
+            f"UPDATE enrolments SET node_id = {m}, entered_at = {m}, wake_at = {m}, step = {m}, "
+            f"done = {m}, exit_reason = {m}, arms = {m} WHERE case_id = {m} AND creditor_id = {m}",
+            [(*r[:7], r[7], w.creditor_key) for r in rows],
+        )
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def dispatchable(self, now: dt.datetime, limit: int) -> list[Row]:
+        """Queued or delayed sends whose time has come: (id, attempt, case, debtor, channel,
+        template, journey, node, reminder), ids in storage form."""
+        rows = self._rows(
+            f"SELECT {self._id('o.id')}, o.attempt_id, {self._id('o.case_id')}, "
+            f"{self._id('o.debtor_id')}, o.channel, o.template, o.journey, o.node_id, o.reminder "
+            "FROM outbox o WHERE o.creditor_id = ? AND o.kind = 'send' "
+            "AND o.status IN ('queued', 'delayed') AND o.not_before <= ? "
+            f"ORDER BY o.not_before LIMIT {int(limit)}",
+            [self.writer.timestamp(now)],
+        )
+        return [(self._key(r[0]), r[1], self._key(r[2]), self._key(r[3]), *r[4:]) for r in rows]
+
+    def set_status(
+        self,
+        outbox_id: Any,
+        status: str,
+        reason: str | None,
+        at: dt.datetime | None,
+        not_before: dt.datetime | None = None,
+    ) -> None:
+        w = self.writer
+        m = self.mark
+        sets = f"status = {m}, reason = {m}, sent_at = {m}"
+        params: list[Any] = [status, reason, w.timestamp(at) if at else None]
+        if not_before is not None:
+            sets += f", not_before = {m}"
+            params.append(w.timestamp(not_before))
+        self.connection.exec_driver_sql(
+            f"UPDATE outbox SET {sets} WHERE id = {m} AND creditor_id = {m}",
+            (*params, outbox_id, w.creditor_key),
+        )

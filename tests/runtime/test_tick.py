@@ -1,0 +1,251 @@
+"""Ticks on SQLite and PostgreSQL: enrolment, clock travel, the gate, idempotence and a
+real kill between sending and committing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from parcours.domain.journey import Journey
+from parcours.ingest import ImportKind
+from parcours.journeys.library import Library
+from parcours.runtime.tick import FileOutbox, dispatch, run_tick
+from parcours.store.schema import EnrolmentRow, OutboxRow, PolicyLogRow
+from parcours.store.uow import UnitOfWork
+from tests.ingest.test_import import run_import, write_csv
+
+START = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)  # 10:00 in Brussels, a Tuesday
+
+UNIVERSAL: dict[str, Any] = {
+    "key": "ladder",
+    "version": 1,
+    "persona": None,
+    "description": "pre-due SMS/e-mail, reminders, letter when nothing else works",
+    "start": "pre_due",
+    "nodes": [
+        {"id": "pre_due", "type": "wait", "anchor": "due_date", "days": -3, "next": "nudge"},
+        {"id": "nudge", "type": "send", "template": "pre_due", "channels": ["sms", "email"], "reminder": False, "next": "after_due"},
+        {"id": "after_due", "type": "wait", "anchor": "due_date", "days": 2, "next": "reminder"},
+        {"id": "reminder", "type": "send", "template": "reminder_1", "channels": ["email", "sms"], "mode": "all", "fallback": ["letter"], "next": "again"},
+        {"id": "again", "type": "wait", "anchor": "entered", "days": 1, "next": "follow_up"},
+        {"id": "follow_up", "type": "send", "template": "reminder_2", "channels": ["email", "sms"], "mode": "all", "next": "listen"},
+        {"id": "listen", "type": "wait_event", "events": ["payment"], "timeout_days": 20, "on_event": "answered", "on_timeout": "fee"},
+        {"id": "fee", "type": "fee", "kind": "flat_indemnity", "next": "handover"},
+        {"id": "answered", "type": "exit", "reason": "completed"},
+        {"id": "handover", "type": "exit", "reason": "handed_over"},
+    ],
+}  # fmt: skip
+
+DEBTORS = [
+    "D1,Alice Martin,alice@example.be,0470123456,fr,BE,Rue Haute 1,1000,Bruxelles",
+    "D2,Bruno Peeters,,0470654321,nl,BE,Kerkstraat 2,2000,Antwerpen",
+    "D3,Chris Letter,,,en,BE,Markt 3,3000,Leuven",
+]
+INVOICES = [
+    "F1,D1,120.00,EUR,2026-11-05,2026-12-05",
+    "F2,D2,80.00,EUR,2026-11-05,2026-12-05",
+    "F3,D3,300.00,EUR,2026-11-05,2026-12-05",
+]
+
+
+def library() -> Library:
+    return Library([Journey.model_validate(UNIVERSAL)])
+
+
+def load(engine: Engine, tmp_path: Path) -> None:
+    header = "debtor_ref,name,email,phone,language,country,street,postcode,city"
+    run_import(engine, ImportKind.DEBTORS, write_csv(tmp_path, "d.csv", header, DEBTORS))
+    run_import(
+        engine,
+        ImportKind.INVOICES,
+        write_csv(
+            tmp_path,
+            "i.csv",
+            "invoice_ref,debtor_ref,amount,currency,issue_date,due_date",
+            INVOICES,
+        ),
+    )
+
+
+def tick(engine: Engine, now: dt.datetime, outbox: Path) -> tuple[Any, Counter[str]]:
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        result = run_tick(uow.connection(), creditor.id, library(), now)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        sent = dispatch(uow.connection(), creditor.id, FileOutbox(outbox), now)
+        uow.commit()
+    return result, sent
+
+
+def rows(engine: Engine, *columns: Any) -> list[Any]:
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(select(*columns))]
+
+
+def count(engine: Engine, model: type) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_clock_travel_runs_the_journey_day_by_day(engine: Engine, tmp_path: Path) -> None:
+    load(engine, tmp_path)
+    outbox = tmp_path / "outbox"
+    first, _ = tick(engine, START, outbox)
+    assert first.enrolled == 3
+    for day in range(1, 40):
+        tick(engine, START + dt.timedelta(days=day), outbox)
+    sends = rows(
+        engine,
+        OutboxRow.template,
+        OutboxRow.channel,
+        OutboxRow.status,
+        OutboxRow.sent_at,
+        OutboxRow.case_id,
+    )
+    by_template = Counter((t, c) for t, c, s, *_ in sends if s == "sent")
+    # Alice (e-mail and mobile) and Bruno (mobile): the pre-due nudge on the first
+    # channel; the reminders on every digital channel; Chris only by letter.
+    assert by_template[("pre_due", "sms")] == 2
+    assert by_template[("reminder_1", "email")] == 1 and by_template[("reminder_1", "sms")] == 2
+    assert by_template[("reminder_1", "letter")] == 1
+    assert ("pre_due", None) in {(t, c) for t, c, *_ in sends}  # Chris: no channel, skipped
+    nudges = [at for t, c, s, at, _ in sends if t == "pre_due" and s == "sent"]
+    assert all(at.date() == dt.date(2026, 12, 2) for at in nudges)  # due date - 3 days
+    files = sorted(p.name for p in outbox.iterdir())
+    assert len(files) == sum(by_template.values())
+    assert {r[0] for r in rows(engine, EnrolmentRow.exit_reason)} == {"handed_over"}
+    fees = rows(engine, OutboxRow.kind, OutboxRow.amount_minor, OutboxRow.status)
+    assert sorted(a for k, a, s in fees if k == "fee") == [2_000, 2_000, 4_500]  # XIX.4 caps
+
+
+def test_the_same_tick_twice_decides_and_sends_nothing_new(engine: Engine, tmp_path: Path) -> None:
+    load(engine, tmp_path)
+    outbox = tmp_path / "outbox"
+    for day in range(0, 6):
+        tick(engine, START + dt.timedelta(days=day), outbox)
+    before = (count(engine, OutboxRow), len(list(outbox.iterdir())))
+    again, sent = tick(engine, START + dt.timedelta(days=5), outbox)
+    assert again.outbox == 0 and not sent
+    assert (count(engine, OutboxRow), len(list(outbox.iterdir()))) == before
+    assert count(engine, PolicyLogRow) > 0
+
+
+def test_a_payment_stops_the_journey_and_nothing_is_sent_after(
+    engine: Engine, tmp_path: Path
+) -> None:
+    load(engine, tmp_path)
+    outbox = tmp_path / "outbox"
+    for day in range(0, 5):
+        tick(engine, START + dt.timedelta(days=day), outbox)
+    # The import's clock is 1 Dec (tests.conftest.NOW): the payment is dated that day.
+    paid = run_import(
+        engine,
+        ImportKind.PAYMENTS,
+        write_csv(tmp_path, "p.csv", "invoice_ref,amount,paid_at", ["F1,120.00,2026-12-01"]),
+    )
+    assert paid.stored and not paid.errors
+    for day in range(5, 40):
+        tick(engine, START + dt.timedelta(days=day), outbox)
+    after = START + dt.timedelta(days=5)
+    sent = rows(engine, OutboxRow.status, OutboxRow.sent_at, OutboxRow.channel)
+    # Alice has the only e-mail address: no e-mail after her payment.
+    assert not [r for r in sent if r[0] == "sent" and r[1] >= after and r[2] == "email"]
+    assert "paid" in {r[0] for r in rows(engine, EnrolmentRow.exit_reason)}
+
+
+def test_messages_wait_for_the_contact_window(engine: Engine, tmp_path: Path) -> None:
+    load(engine, tmp_path)
+    outbox = tmp_path / "outbox"
+    late = dt.datetime(2026, 12, 2, 21, 30, tzinfo=dt.UTC)  # 22:30 in Brussels
+    tick(engine, late - dt.timedelta(days=1), outbox)
+    result, sent = tick(engine, late, outbox)
+    assert result.verdicts["delay"] >= 2 and not sent
+    statuses = rows(engine, OutboxRow.status, OutboxRow.not_before, OutboxRow.reason)
+    delayed = [(nb, reason) for s, nb, reason in statuses if s == "delayed"]
+    assert all(nb == dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC) for nb, _ in delayed)
+    assert all("quiet hours" in reason for _, reason in delayed)
+    _, sent = tick(engine, dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC), outbox)
+    assert sent["sent"] == len(delayed)
+
+
+KILLER = """
+import datetime as dt, os, signal, sys
+from pathlib import Path
+from parcours.runtime.tick import FileOutbox, dispatch
+from parcours.store.db import connect
+from parcours.store.uow import UnitOfWork
+
+class Dying(FileOutbox):
+    def send(self, attempt, message):
+        written = super().send(attempt, message)
+        os.kill(os.getpid(), signal.SIGKILL)  # dies after sending, before any commit
+        return written
+
+engine = connect(sys.argv[1])
+with UnitOfWork(engine) as uow:
+    creditor = uow.creditors.by_name("acme")
+    dispatch(uow.connection(), creditor.id, Dying(Path(sys.argv[2])), dt.datetime.fromisoformat(sys.argv[3]))
+    uow.commit()
+"""
+
+
+def test_a_process_killed_between_send_and_commit_sends_nothing_twice(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    load(engine, tmp_path)
+    outbox = tmp_path / "outbox"
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        run_tick(uow.connection(), creditor.id, library(), START)
+        uow.commit()
+    at = START + dt.timedelta(days=1)
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        run_tick(uow.connection(), creditor.id, library(), at)
+        uow.commit()
+    engine.dispose()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    killed = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", KILLER, db_url, str(outbox), at.isoformat()],
+        env=env, capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(list(outbox.iterdir())) == 1  # one message went out before the kill
+    assert {r[0] for r in rows(engine, OutboxRow.status) if r[0] == "sent"} == set()
+    # The next dispatch finds the message already written: recorded as sent, not resent.
+    _, sent = tick(engine, at, outbox)
+    files = list(outbox.iterdir())
+    attempts = [json.loads(p.read_text())["attempt_id"] for p in files]
+    assert len(attempts) == len(set(attempts)) == sent["sent"]
+    reasons = [r[1] for r in rows(engine, OutboxRow.status, OutboxRow.reason) if r[0] == "sent"]
+    assert reasons.count("already written") == 1
+
+
+def test_cases_stay_in_their_own_tenant(engine: Engine, tmp_path: Path) -> None:
+    load(engine, tmp_path)
+    header = "debtor_ref,name,email,phone,language,country,street,postcode,city"
+    run_import(
+        engine,
+        ImportKind.DEBTORS,
+        write_csv(tmp_path, "o.csv", header, DEBTORS[:1]),
+        creditor="other",
+    )
+    tick(engine, START, tmp_path / "outbox")
+    with engine.connect() as connection:
+        tenants = connection.execute(select(EnrolmentRow.creditor_id).distinct()).all()
+    assert len(tenants) == 1
