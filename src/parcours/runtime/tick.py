@@ -18,15 +18,21 @@ import datetime as dt
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 from sqlalchemy import Connection
 
-from parcours.domain.journey import FeeKind, Journey
-from parcours.journeys.facts import CHANNEL_BITS, EVENT_INDEX, CaseFacts, Delivery
+from parcours.domain.journey import FeeKind, Journey, JourneyEvent
+from parcours.journeys.facts import (
+    CHANNEL_BITS,
+    EVENT_INDEX,
+    CaseFacts,
+    Delivery,
+    PromiseCode,
+)
 from parcours.journeys.library import Library
 from parcours.journeys.planner import NEVER, Enrolments, Kind, compile_journeys, plan
 from parcours.journeys.policy import (
@@ -44,10 +50,10 @@ __all__ = ["TickResult", "dispatch", "run_tick"]
 
 EPOCH: Final = dt.date(1970, 1, 1)
 _EVENTS: Final = {
-    "payment.booked": "payment",
-    "promise.made": "promise_made",
-    "message.replied": "replied",
-    "message.clicked": "clicked",
+    "payment.booked": JourneyEvent.PAYMENT,
+    "promise.made": JourneyEvent.PROMISE_MADE,
+    "message.replied": JourneyEvent.REPLIED,
+    "message.clicked": JourneyEvent.CLICKED,
 }
 
 
@@ -119,26 +125,22 @@ def run_tick(
     return result
 
 
-def _facts(
-    store: JourneyStore, due: list[DueCase], now: dt.datetime
-) -> tuple[CaseFacts, dict[str, Any]]:
-    raw = store.facts([d.case_id for d in due])
-    facts = CaseFacts.empty([d.case_text for d in due])
+def _read_facts(
+    store: JourneyStore, cases: list[Key], texts: list[str], now: dt.datetime
+) -> tuple[CaseFacts, list[ContactFacts]]:
+    """The planner's columns and the gate's facts (contacts not yet filled) of `cases`."""
+    raw = store.facts(cases)
+    facts = CaseFacts.empty(texts)
     today = (now.date() - EPOCH).days
-    extra: dict[str, Any] = {
-        "zone": [],
-        "country": [],
-        "first_reminder": [],
-        "fees": [],
-        "indemnity": [],
-    }
-    for i, d in enumerate(due):
-        balance = raw["balance"].get(d.case_id)
+    contacts = []
+    for i, case in enumerate(cases):
+        balance = raw["balance"].get(case)
         facts.balance_minor[i] = int(balance[0]) if balance else 0
         facts.due_day[i] = int(balance[1]) if balance and balance[1] is not None else today
-        debtor = raw["debtor"].get(d.case_id)
+        debtor = raw["debtor"].get(case)
+        zone = country = None
         if debtor is not None:
-            email, phone, post, vulnerable, timezone, country, persona, number = debtor
+            email, phone, post, vulnerable, zone, country, persona, number = debtor
             bits = (CHANNEL_BITS["email"] if email else 0) | (CHANNEL_BITS["letter"] if post else 0)
             if phone:
                 bits |= CHANNEL_BITS["phone"]
@@ -147,39 +149,46 @@ def _facts(
             facts.reachable[i] = bits
             facts.vulnerable[i] = bool(vulnerable)
             facts.persona[i] = persona
-            extra["zone"].append(timezone)
-            extra["country"].append(country)
-        else:
-            extra["zone"].append(None)
-            extra["country"].append(None)
-        promise = raw["promise"].get(d.case_id)
+        promise = raw["promise"].get(case)
         if promise is not None and promise[0] is not None:
             facts.promise_day[i] = int(promise[0])
-            facts.promise[i] = 1
-        for event_type, at in raw["events"].get(d.case_id, ()):
-            when = store._time(at)
-            name = _EVENTS.get(event_type)
-            if name is not None and when is not None:
-                from parcours.domain.journey import JourneyEvent
-
-                facts.event_at[i, EVENT_INDEX[JourneyEvent(name)]] = int(when.timestamp())
-        sent = raw["sent"].get(d.case_id, ())
+            facts.promise[i] = PromiseCode.PENDING
+        for event_type, at in raw["events"].get(case, ()):
+            when = store.utc(at)
+            if event_type in _EVENTS and when is not None:
+                facts.event_at[i, EVENT_INDEX[_EVENTS[event_type]]] = int(when.timestamp())
+        sent = raw["sent"].get(case, ())
         reminders = [
-            (store._time(at), channel)
-            for channel, at, reminder, kind, _ in sent
-            if kind == "send" and reminder
+            (when, channel)
+            for channel, at, reminder, kind, _, _ in sent
+            if kind == "send" and reminder and (when := store.utc(at)) is not None
         ]
         facts.reminders_sent[i] = len(reminders)
-        facts.last_delivery[i] = (
-            Delivery.SENT if any(k == "send" for *_, k, _ in sent) else Delivery.NONE
+        if any(kind == "send" for _, _, _, kind, _, _ in sent):
+            facts.last_delivery[i] = Delivery.SENT
+        charged: Counter[str] = Counter()
+        for _, _, _, kind, amount, fee in sent:
+            if kind == "fee":
+                charged[fee] += amount or 0
+        contacts.append(
+            ContactFacts(
+                balance_minor=int(facts.balance_minor[i]),
+                vulnerable=bool(facts.vulnerable[i]),
+                timezone=zone,
+                country=country,
+                reachable=frozenset(
+                    c for c, bit in CHANNEL_BITS.items() if facts.reachable[i] & bit
+                ),
+                reminders_sent=len(reminders),
+                first_reminder=(reminders[0][0], reminders[0][1] != "letter")
+                if reminders
+                else None,
+                fees_charged_minor=charged[FeeKind.REMINDER_FEE],
+                indemnity_charged_minor=charged[FeeKind.FLAT_INDEMNITY],
+                interest_charged_minor=charged[FeeKind.LATE_INTEREST],
+            )
         )
-        first = reminders[0] if reminders else None
-        extra["first_reminder"].append(
-            (first[0], first[1] != "letter") if first is not None and first[0] is not None else None
-        )
-        extra["fees"].append(sum(a or 0 for *_, k, a in sent if k == "fee"))
-        extra["indemnity"].append(0)
-    return facts, extra
+    return facts, contacts
 
 
 def _plan_and_gate(
@@ -214,7 +223,7 @@ def _plan_and_gate(
         step=np.array([d.step for d in due], dtype=np.int64),
         done=np.zeros(len(due), dtype=bool),
     )
-    facts, extra = _facts(store, due, now)
+    facts, contacts = _read_facts(store, [d.case_id for d in due], [d.case_text for d in due], now)
     decisions, after = plan(program, state, facts, now, zone)
     recent = store.recent_written(
         sorted({d.debtor_id for d in due}, key=str), now - policy.written_window
@@ -238,16 +247,9 @@ def _plan_and_gate(
             exits[row] = str(detail)
             result.exits[str(detail)] += 1
             continue
-        contact = ContactFacts(
-            balance_minor=int(facts.balance_minor[row]),
-            vulnerable=bool(facts.vulnerable[row]),
-            timezone=extra["zone"][row],
-            country=extra["country"][row],
-            reachable=frozenset(c for c, bit in CHANNEL_BITS.items() if facts.reachable[row] & bit),
+        contact = replace(
+            contacts[row],
             recent_contacts=tuple(recent.get(d.debtor_id, []) + sent_now.get(d.debtor_id, [])),
-            reminders_sent=int(facts.reminders_sent[row]),
-            first_reminder=extra["first_reminder"][row],
-            fees_charged_minor=extra["fees"][row],
         )
         if kind is Kind.SEND:
             node_model = program.nodes[node]
@@ -289,11 +291,14 @@ def _plan_and_gate(
         else:
             aid = attempt_id(d.case_text, journey, node_id, step, None)
             fee = check_fee(contact, FeeKind(detail), now, policy)
-            status = "queued" if fee.amount_minor > 0 else "skipped"
-            result.verdicts[f"fee_{status}"] += 1
+            booked = fee.amount_minor > 0  # a fee takes effect when decided
+            result.verdicts["fee" if booked else "fee_refused"] += 1
             outbox.append(
-                OutboxEntry(aid, d.case_id, d.debtor_id, journey, node_id, step, "fee", None,
-                            str(detail), False, fee.amount_minor, status, now, fee.reason)
+                OutboxEntry(
+                    aid, d.case_id, d.debtor_id, journey, node_id, step, "fee", None, str(detail),
+                    False, fee.amount_minor, "sent" if booked else "skipped", now, fee.reason,
+                    now if booked else None,
+                )
             )  # fmt: skip
             log.append(
                 (d.case_id, aid, "plan", "fee" if fee.amount_minor else "skip", None, fee.reason)
@@ -371,11 +376,11 @@ def dispatch(
     done: Counter[str] = Counter()
     if not rows:
         return done
-    raw = store.facts([r[2] for r in rows])
+    _, contacts = _read_facts(store, [r[2] for r in rows], [store.text(r[2]) for r in rows], now)
     debtors = sorted({r[3] for r in rows}, key=str)
     recent = store.recent_written(debtors, now - policy.written_window)
     log = []
-    for (
+    for row, (
         outbox_id,
         attempt,
         case_key,
@@ -385,30 +390,8 @@ def dispatch(
         journey,
         node,
         reminder,
-    ) in rows:
-        balance = raw["balance"].get(case_key)
-        debtor = raw["debtor"].get(case_key)
-        reachable: set[str] = set()
-        zone = country = None
-        vulnerable = False
-        if debtor is not None:
-            email, phone, post, vulnerable, zone, country, _, number = debtor
-            if email:
-                reachable.add("email")
-            if post:
-                reachable.add("letter")
-            if phone:
-                reachable.add("phone")
-                if _is_mobile(number):
-                    reachable.add("sms")
-        contact = ContactFacts(
-            balance_minor=int(balance[0]) if balance else 0,
-            vulnerable=bool(vulnerable),
-            timezone=zone,
-            country=country,
-            reachable=frozenset(reachable),
-            recent_contacts=tuple(recent.get(debtor_key, [])),
-        )
+    ) in enumerate(rows):
+        contact = replace(contacts[row], recent_contacts=tuple(recent.get(debtor_key, [])))
         gate = check_send(contact, channel, now, policy)
         log.append((case_key, attempt, "send", gate.verdict, channel, gate.reason))
         if gate.verdict == "send":

@@ -55,6 +55,7 @@ class OutboxEntry:
     status: str
     not_before: dt.datetime
     reason: str | None
+    sent_at: dt.datetime | None = None  # set for what takes effect at once (fees)
 
 
 class JourneyStore:
@@ -85,7 +86,7 @@ class JourneyStore:
     def _id(self, column: str) -> str:
         return column if self.sqlite else f"{column}::text"
 
-    def _time(self, value: Any) -> dt.datetime | None:
+    def utc(self, value: Any) -> dt.datetime | None:
         if value is None:
             return None
         if isinstance(value, str):
@@ -97,7 +98,7 @@ class JourneyStore:
 
     def last_tick(self) -> dt.datetime | None:
         rows = self._rows("SELECT at FROM ticks WHERE creditor_id = ?")
-        return self._time(rows[0][0]) if rows else None
+        return self.utc(rows[0][0]) if rows else None
 
     def record_tick(self, at: dt.datetime) -> None:
         self.connection.exec_driver_sql(
@@ -180,13 +181,13 @@ class JourneyStore:
         )
         out = []
         for case, debtor, key, version, node, entered, enrolled, wake, step, arms in rows:
-            entered_at, enrolled_at = self._time(entered), self._time(enrolled)
+            entered_at, enrolled_at = self.utc(entered), self.utc(enrolled)
             assert entered_at is not None
             assert enrolled_at is not None
             out.append(
                 DueCase(
                     self._key(case), self.text(case), self._key(debtor), key, int(version),
-                    node, entered_at, enrolled_at, self._time(wake), int(step),
+                    node, entered_at, enrolled_at, self.utc(wake), int(step),
                     json.loads(arms) if isinstance(arms, str) else dict(arms or {}),
                 )
             )  # fmt: skip
@@ -246,7 +247,7 @@ class JourneyStore:
             f"WHERE e.type IN ({types}) GROUP BY t.id, e.type"
         )
         out["sent"] = self._grouped(
-            f"SELECT {case}, o.channel, o.sent_at, o.reminder, o.kind, o.amount_minor "
+            f"SELECT {case}, o.channel, o.sent_at, o.reminder, o.kind, o.amount_minor, o.template "
             "FROM tick_cases t JOIN outbox o ON o.case_id = t.id AND o.creditor_id = ? "
             "WHERE o.status = 'sent' ORDER BY o.sent_at"
         )
@@ -275,7 +276,7 @@ class JourneyStore:
             [self.writer.timestamp(since)],
         ):
             key = self._key(debtor)
-            when = self._time(at)
+            when = self.utc(at)
             if key in wanted and when is not None:
                 out.setdefault(key, []).append((channel, when))
         return out
@@ -291,13 +292,14 @@ class JourneyStore:
             (
                 "id", "attempt_id", "creditor_id", "case_id", "debtor_id", "journey", "node_id",
                 "step", "kind", "channel", "template", "reminder", "amount_minor", "status",
-                "not_before", "reason", "created_at",
+                "not_before", "reason", "created_at", "sent_at",
             ),
             [
                 (
                     w.new_id(), e.attempt_id, w.creditor_key, e.case_id, e.debtor_id, e.journey,
                     e.node_id, e.step, e.kind, e.channel, e.template, e.reminder, e.amount_minor,
                     e.status, w.timestamp(e.not_before), e.reason, w.timestamp(now),
+                    w.timestamp(e.sent_at) if e.sent_at else None,
                 )
                 for e in entries
             ],
