@@ -16,7 +16,7 @@ unexport PYTHONDONTWRITEBYTECODE
 
 help:
 	@echo "make demo   - install into .venv, generate a 10,000-debtor portfolio, import it,"
-	@echo "              classify every debtor into a persona (SQLite)"
+	@echo "              classify every debtor into a persona, run ten days of journeys (SQLite)"
 	@echo "make test   - install, then run the test suite (SQLite and PostgreSQL)"
 	@echo "make lint   - ruff and mypy --strict"
 	@echo "make bench  - benchmarks under bench/ (each prints one JSON line)"
@@ -41,6 +41,12 @@ demo: $(STAMP)
 	cd demo && $(PARCOURS) survey import portfolio/survey_answers.csv --creditor "Demo Energy"
 	cd demo && $(PARCOURS) personas classify
 	cd demo && $(PARCOURS) personas explain D0000001
+	cd demo && $(PARCOURS) journeys list
+	cd demo && $(PARCOURS) run --at "$$(date -d 'today 10:00' +%FT%T)"
+	cd demo && $(PARCOURS) run --at "$$(date -d '+3 days 10:00' +%FT%T)"
+	cd demo && $(PARCOURS) run --at "$$(date -d '+10 days 10:00' +%FT%T)"
+	cd demo && $(PARCOURS) policy explain C-D0000001 --at "$$(date -d '+10 days 10:00' +%FT%T)"
+	@echo "messages written to demo/outbox/: $$(ls demo/outbox | wc -l)"
 	cd demo && $(PARCOURS) status
 	cd demo && $(PARCOURS) cases list --limit 5
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -129,7 +130,7 @@ def journeys_list() -> None:
             str(journey.version),
             journey.persona or "(universal)",
             str(len(journey.nodes)),
-            journey.description.strip().splitlines()[0],
+            journey.description.strip().split(". ")[0].rstrip(".") + ".",
         )
     out.print(table)
 
@@ -217,10 +218,15 @@ def run(
             uow.commit()
         except IntegrityError:
             _fail("another tick recorded these decisions first: nothing was decided twice")
-    with _unit_of_work() as uow:
-        owner = _creditor(uow, creditor)
-        sent = dispatch(uow.connection(), owner.id, FileOutbox(settings.outbox_dir), now)
-        uow.commit()
+    sent: Counter[str] = Counter()
+    while True:  # in batches, each committed: a crash loses at most one batch's bookkeeping
+        with _unit_of_work() as uow:
+            owner = _creditor(uow, creditor)
+            batch = dispatch(uow.connection(), owner.id, FileOutbox(settings.outbox_dir), now)
+            uow.commit()
+        sent.update(batch)
+        if not batch:
+            break
     report = {**result.as_dict(), "dispatched": dict(sent), "at": now.isoformat()}
     if as_json:
         _print_json(report)
@@ -234,3 +240,60 @@ def run(
         out.print("gate: " + ", ".join(f"{k} {v:,}" for k, v in result.verdicts.items()))
     if result.exits:
         out.print("exits: " + ", ".join(f"{k} {v:,}" for k, v in result.exits.items()))
+
+
+policy_app = typer.Typer(no_args_is_help=True, help="The policy gate.")
+
+
+@policy_app.command("explain")
+def policy_explain(
+    case_ref: Annotated[str, typer.Argument(help="The case reference (e.g. C-D0000001).")],
+    at: Annotated[str | None, typer.Option("--at", help="As if it were this time.")] = None,
+    creditor: Annotated[str | None, typer.Option("--creditor", "-c")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What the gate decides for a case now and why: per channel, caps, fees, holds."""
+    from parcours.cli import _creditor, _unit_of_work
+    from parcours.journeys.policy import explain
+    from parcours.runtime.tick import contact_facts
+
+    now = _when(at)
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        found = uow.cases.get(owner, case_ref)
+        if found is None:
+            _fail(f"no case {case_ref!r} for {owner.name}")
+        case, _ = found
+        facts = contact_facts(uow.connection(), owner.id, case.id, case.debtor_id, now)
+    report = explain(facts, now)
+    if as_json:
+        _print_json(report)
+        return
+    out.print(f"{case_ref} at {report['now']} ({report['timezone']}, {report['country']})")
+    out.print(f"holds: {', '.join(report['holds']) or 'none'}")
+    window = report["window"]
+    out.print(
+        f"contact window {window['hours']}: {'open' if window['open_now'] else 'closed'}; "
+        f"next allowed {window['next_allowed']}"
+    )
+    table = Table("channel", "verdict", "not before", "reason")
+    for channel, verdict in report["channels"].items():
+        table.add_row(channel, verdict["verdict"], verdict["not_before"] or "", verdict["reason"])
+    out.print(table)
+    caps = report["caps"]
+    for name in ("written", "calls"):
+        cap = caps[name]
+        full = f", full until {cap['full_until']}" if cap["full_until"] else ""
+        out.print(f"{name}: {cap['used']} of {cap['max']} in {cap['window']}{full}")
+    if caps["no_call_before"]:
+        out.print(f"no call before {caps['no_call_before']} (a conversation took place)")
+    law = report["law"]
+    out.print(
+        f"balance €{law['balance_minor'] / 100:,.2f}; reminders sent {law['reminders_sent']}; "
+        f"fees allowed from {law['wait_ends'] or '(no reminder yet)'}; flat indemnity cap "
+        f"€{law['flat_indemnity_cap_minor'] / 100:,.2f}"
+    )
+    fees = Table("fee", "allowed now", "why")
+    for kind, fee in law["fees"].items():
+        fees.add_row(kind, f"€{fee['amount_minor'] / 100:,.2f}", fee["reason"])
+    out.print(fees)

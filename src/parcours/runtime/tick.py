@@ -334,6 +334,23 @@ def _plan_and_gate(
     store.update_enrolments(updates)
 
 
+def contact_facts(
+    connection: Connection,
+    creditor_id: Any,
+    case_id: Any,
+    debtor_id: Any,
+    now: dt.datetime,
+    policy: PolicyConfig = DEFAULT_POLICY,
+) -> ContactFacts:
+    """The gate's facts for one case now (for `parcours policy explain`)."""
+    store = JourneyStore(connection, creditor_id)
+    case_key = case_id.bytes if store.sqlite else str(case_id)
+    debtor_key = debtor_id.bytes if store.sqlite else str(debtor_id)
+    _, contacts = _read_facts(store, [case_key], [str(case_id)], now)
+    recent = store.recent_written([debtor_key], now - policy.written_window)
+    return replace(contacts[0], recent_contacts=tuple(recent.get(debtor_key, [])))
+
+
 # -- dispatch ------------------------------------------------------------------------------
 
 

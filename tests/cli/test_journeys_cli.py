@@ -1,0 +1,68 @@
+"""`parcours journeys …`, `parcours run` and `parcours policy explain` through Typer's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from parcours.journeys.library import builtin_library_dir
+from tests.cli.test_cli import invoke, run_json, text_of
+
+
+def test_journeys_list_and_show_with_a_mermaid_diagram(cli: Path) -> None:
+    listed = text_of(invoke("journeys", "list"))
+    for key in ("universal", "occasional", "struggling", "problem_payer", "engaged", "nonchalant"):
+        assert key in listed
+    shown = invoke("journeys", "show", "occasional")
+    assert shown.exit_code == 0, shown.output
+    assert "flowchart TD" in shown.output and "send" in shown.output
+    diagram = invoke("journeys", "show", "universal", "--mermaid")
+    assert diagram.output.startswith("flowchart TD")
+    assert invoke("journeys", "show", "nope").exit_code == 2
+
+
+def test_journeys_validate_names_file_node_and_field(cli: Path) -> None:
+    good = builtin_library_dir() / "universal.yaml"
+    assert "OK" in text_of(invoke("journeys", "validate", str(good)))
+    data = yaml.safe_load(good.read_text(encoding="utf-8"))
+    data["nodes"][0]["days"] = "soon"
+    bad = cli / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = invoke("journeys", "validate", str(bad))
+    assert result.exit_code == 2
+    assert f"bad.yaml: node '{data['nodes'][0]['id']}'.days" in text_of(result)
+
+
+def test_journeys_schema_is_json_schema(cli: Path) -> None:
+    assert invoke("journeys", "schema", "--out", "journey.schema.json").exit_code == 0
+    schema = json.loads((cli / "journey.schema.json").read_text(encoding="utf-8"))
+    assert schema["title"] == "parcours journey" and "nodes" in schema["properties"]
+
+
+def test_run_enrols_plans_dispatches_and_is_idempotent(cli_db: Path) -> None:
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text(
+        "debtor_ref,name,email,phone,street,postcode,city\n"
+        "D1,Alice,alice@example.be,0470123456,Rue Haute 1,1000,Bruxelles\n",
+        encoding="utf-8",
+    )
+    (cli_db / "i.csv").write_text(
+        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
+        "F1,D1,120.00,EUR,2026-10-01,2026-10-31\n",
+        encoding="utf-8",
+    )
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
+    first = run_json("run", "--at", "2026-12-01T10:00")
+    assert first["enrolled"] == 1 and first["due"] == 1
+    assert first["outbox_rows"] >= 1 and first["dispatched"].get("sent", 0) >= 1
+    files = sorted((cli_db / "outbox").iterdir())
+    again = run_json("run", "--at", "2026-12-01T10:00")
+    assert again["outbox_rows"] == 0 and not again["dispatched"]
+    assert sorted((cli_db / "outbox").iterdir()) == files
+    explained = run_json("policy", "explain", "C-D1", "--at", "2026-12-01T22:30")
+    assert explained["channels"]["email"]["verdict"] == "delay"
+    assert explained["law"]["flat_indemnity_cap_minor"] == 2_000
+    assert invoke("policy", "explain", "C-NOPE").exit_code == 2
