@@ -370,3 +370,19 @@ def test_a_case_waits_until_its_wake_time_and_not_a_tick_longer() -> None:
     early, _ = plan(program, state, facts, wake - dt.timedelta(seconds=1))
     on_time, _ = plan(program, state, facts, wake)
     assert len(early) == 0 and len(on_time) == 1
+
+
+def test_an_event_counts_only_if_it_happened_after_the_wait_began() -> None:
+    program = program_of(LADDER)
+    facts = facts_for(1)
+    state = enrol(program, 1)
+    at = START + dt.timedelta(days=16)  # the reminder goes out; the case starts listening
+    _, state = plan(program, state, facts, at)
+    assert program.node_id[int(state.node[0])] == "listen"
+    column = EVENT_INDEX[JourneyEvent.PAYMENT]
+    facts.event_at[0, column] = int(at.timestamp())  # the same second: known before
+    same, _ = plan(program, state, facts, at + dt.timedelta(hours=1))
+    assert len(same) == 0
+    facts.event_at[0, column] = int(at.timestamp()) + 1
+    later, after = plan(program, state, facts, at + dt.timedelta(hours=1))
+    assert [k.name for k in later.kind] == ["EXIT"] and after.done[0]

@@ -214,14 +214,22 @@ def _targets(node: Any) -> list[tuple[str, str]]:
 
 
 def _instant_loop(by_id: dict[str, Any]) -> list[str]:
-    """A cycle made only of nodes that take no time (it would spin forever), or []."""
-    waits = (WaitNode, WaitEventNode)
+    """A cycle made only of nodes that take no time (it would spin forever), or [].
+
+    Only a wait for an event or a plain duration of a day or more takes time for sure: a
+    wait until a date (due, promise, enrolment) is instant once that date has passed.
+    """
     state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def takes_time(node: Any) -> bool:
+        if isinstance(node, WaitEventNode):
+            return True
+        return isinstance(node, WaitNode) and node.anchor is Anchor.ENTERED and node.days >= 1
 
     def visit(node_id: str, path: list[str]) -> list[str]:
         state[node_id] = 1
         node = by_id[node_id]
-        if not isinstance(node, waits):
+        if not takes_time(node):
             for _, target in _targets(node):
                 if state.get(target) == 1:
                     return [*path[path.index(target) :], target] if target in path else [target]

@@ -324,13 +324,14 @@ def plan(
         if due.size == 0:
             break
         due = _pass(program, state, facts, due, t, today, clock, decisions)
-    else:  # pragma: no cover - journeys are validated to have no instant loops
-        raise RuntimeError("a case moved through too many nodes in one tick")
+    # A case still moving after that many nodes loops through dates already past: it is
+    # parked until tomorrow instead of holding up the whole tick.
+    state.wake_at[due] = t + DAY
     return decisions, state
 
 
 def _woken_by_events(program: Program, state: Enrolments, facts: CaseFacts) -> B:
-    """Cases waiting for an event that has happened since they started waiting: due now,
+    """Cases waiting for an event that happened after they started waiting: due now,
     whatever their wake time (the store need not rewrite wake times when events land)."""
     wanted = program.events[state.node]
     woken = np.zeros(len(state), dtype=bool)
@@ -340,7 +341,7 @@ def _woken_by_events(program: Program, state: Enrolments, facts: CaseFacts) -> B
         listens = ((wanted >> column) & 1) == 1
         if listens.any():
             when = facts.event_at[:, column]
-            woken |= listens & (when > 0) & (when >= state.entered_at)
+            woken |= listens & (when > state.entered_at)
     return woken
 
 
@@ -428,7 +429,7 @@ def _wait_event(
         listens = (wanted >> column) & 1 == 1
         if listens.any():
             when = facts.event_at[rows, column]
-            happened |= listens & (when > 0) & (when >= entered)
+            happened |= listens & (when > entered)
     deadline = entered + program.days[at] * DAY
     timed_out = ~happened & (deadline <= t)
     _move(state, rows[happened], program.next_a[at[happened]], t)
