@@ -249,3 +249,46 @@ def test_cases_stay_in_their_own_tenant(engine: Engine, tmp_path: Path) -> None:
     with engine.connect() as connection:
         tenants = connection.execute(select(EnrolmentRow.creditor_id).distinct()).all()
     assert len(tenants) == 1
+
+
+SECOND_FEE: dict[str, Any] = {
+    "key": "second-fee",
+    "version": 1,
+    "persona": None,
+    "description": "a reminder fee booked with the second reminder, in the same tick",
+    "start": "after_due",
+    "nodes": [
+        {"id": "after_due", "type": "wait", "anchor": "due_date", "days": 1, "next": "first"},
+        {"id": "first", "type": "send", "template": "reminder_1", "channels": ["email"], "next": "later"},
+        {"id": "later", "type": "wait", "anchor": "entered", "days": 20, "next": "second"},
+        {"id": "second", "type": "send", "template": "reminder_2", "channels": ["email"], "next": "fee"},
+        {"id": "fee", "type": "fee", "kind": "reminder_fee", "next": "done"},
+        {"id": "done", "type": "exit", "reason": "completed"},
+    ],
+}  # fmt: skip
+
+
+def test_a_fee_sees_the_reminder_decided_in_the_same_tick(engine: Engine, tmp_path: Path) -> None:
+    load(engine, tmp_path)
+    fees = Library([Journey.model_validate(SECOND_FEE)])
+    outbox = tmp_path / "outbox"
+    for day in range(0, 30):
+        now = START + dt.timedelta(days=day)
+        with UnitOfWork(engine) as uow:
+            creditor = uow.creditors.by_name("acme")
+            assert creditor is not None
+            run_tick(uow.connection(), creditor.id, fees, now)
+            uow.commit()
+        with UnitOfWork(engine) as uow:
+            creditor = uow.creditors.by_name("acme")
+            assert creditor is not None
+            dispatch(uow.connection(), creditor.id, FileOutbox(outbox), now)
+            uow.commit()
+    charged = [
+        r
+        for r in rows(engine, OutboxRow.kind, OutboxRow.amount_minor, OutboxRow.status)
+        if r[0] == "fee"
+    ]
+    # Alice has an e-mail address: her second reminder carries the EUR 7.50 fee. The
+    # others had no reachable channel: no reminder went, so no fee either.
+    assert sorted(charged) == [("fee", 0, "skipped"), ("fee", 0, "skipped"), ("fee", 750, "sent")]

@@ -191,6 +191,17 @@ def _read_facts(
     return facts, contacts
 
 
+def _now_facts(
+    base: ContactFacts,
+    recent: dict[Key, list[tuple[str, dt.datetime]]],
+    planned: dict[Key, list[tuple[str, dt.datetime]]],
+    due: DueCase,
+) -> ContactFacts:
+    """A case's gate facts with the person's recent contacts and this tick's plans."""
+    contacts = recent.get(due.debtor_id, []) + planned.get(due.debtor_id, [])
+    return replace(base, recent_contacts=tuple(contacts))
+
+
 def _plan_and_gate(
     store: JourneyStore,
     library: Library,
@@ -247,23 +258,32 @@ def _plan_and_gate(
             exits[row] = str(detail)
             result.exits[str(detail)] += 1
             continue
-        contact = replace(
-            contacts[row],
-            recent_contacts=tuple(recent.get(d.debtor_id, []) + sent_now.get(d.debtor_id, [])),
-        )
         if kind is Kind.SEND:
             node_model = program.nodes[node]
-            channels = detail or (None,)
-            for channel in channels:
+            reminded = False
+            for channel in detail or (None,):
                 aid = attempt_id(d.case_text, journey, node_id, step, channel)
                 if channel is None:
                     verdict, not_before, reason = "skip", now, "no reachable channel"
                 else:
-                    gate = check_send(contact, channel, now, policy)
+                    # Seen by the gate with what this tick already planned for the person.
+                    gate = check_send(
+                        _now_facts(contacts[row], recent, sent_now, d), channel, now, policy
+                    )
                     verdict, reason = gate.verdict, gate.reason
                     not_before = gate.not_before or now
                     if verdict in ("send", "delay"):
                         sent_now.setdefault(d.debtor_id, []).append((channel, not_before))
+                        if node_model.reminder and not reminded:
+                            # A later fee node of this tick must know this reminder went.
+                            reminded = True
+                            before = contacts[row]
+                            contacts[row] = replace(
+                                before,
+                                reminders_sent=before.reminders_sent + 1,
+                                first_reminder=before.first_reminder
+                                or (not_before, channel != "letter"),
+                            )
                 status = {
                     "send": "queued",
                     "delay": "delayed",
@@ -278,7 +298,9 @@ def _plan_and_gate(
                     )
                 )  # fmt: skip
                 log.append((d.case_id, aid, "plan", verdict, channel, reason))
-        elif kind is Kind.TASK:
+            continue
+        contact = _now_facts(contacts[row], recent, sent_now, d)
+        if kind is Kind.TASK:
             aid = attempt_id(d.case_text, journey, node_id, step, None)
             task_kind, script = detail
             channel = "phone" if task_kind == "call" else None
@@ -293,6 +315,16 @@ def _plan_and_gate(
             fee = check_fee(contact, FeeKind(detail), now, policy)
             booked = fee.amount_minor > 0  # a fee takes effect when decided
             result.verdicts["fee" if booked else "fee_refused"] += 1
+            if booked:  # what the law still allows shrinks at once, within this tick too
+                field_name = {
+                    FeeKind.REMINDER_FEE: "fees_charged_minor",
+                    FeeKind.FLAT_INDEMNITY: "indemnity_charged_minor",
+                    FeeKind.LATE_INTEREST: "interest_charged_minor",
+                }[FeeKind(detail)]
+                before = contacts[row]
+                contacts[row] = replace(
+                    before, **{field_name: getattr(before, field_name) + fee.amount_minor}
+                )
             outbox.append(
                 OutboxEntry(
                     aid, d.case_id, d.debtor_id, journey, node_id, step, "fee", None, str(detail),
