@@ -500,7 +500,7 @@ def debtors_erase(
 
 
 # Registered last: the persona commands reuse this module's helpers.
-from parcours.cli_journeys import journeys_app, policy_app, run  # noqa: E402
+from parcours.cli_journeys import journeys_app, policy_app, run, worker  # noqa: E402
 from parcours.cli_personas import personas_app, survey_app  # noqa: E402
 
 app.add_typer(personas_app, name="personas")
@@ -508,3 +508,4 @@ app.add_typer(survey_app, name="survey")
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(policy_app, name="policy")
 app.command("run")(run)
+app.command("worker")(worker)

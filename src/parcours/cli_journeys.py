@@ -201,10 +201,8 @@ def run(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One tick: enrol new cases, plan, gate, write the outbox; then dispatch what is due."""
-    from sqlalchemy.exc import IntegrityError
-
     from parcours.cli import _creditor, _unit_of_work
-    from parcours.runtime.tick import FileOutbox, dispatch, run_tick
+    from parcours.runtime.tick import CONFLICTS, FileOutbox, dispatch, run_tick
 
     settings = get_settings()
     now = _when(at)
@@ -216,7 +214,7 @@ def run(
                 uow.connection(), owner.id, library, now, zone=settings.default_timezone
             )
             uow.commit()
-        except IntegrityError:
+        except CONFLICTS:
             _fail("another tick recorded these decisions first: nothing was decided twice")
     sent: Counter[str] = Counter()
     while True:  # in batches, each committed: a crash loses at most one batch's bookkeeping
@@ -297,3 +295,61 @@ def policy_explain(
     for kind, fee in law["fees"].items():
         fees.add_row(kind, f"€{fee['amount_minor'] / 100:,.2f}", fee["reason"])
     out.print(fees)
+
+
+def worker(
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between ticks.")] = 300.0,
+    ticks: Annotated[int, typer.Option(min=0, help="Stop after this many ticks (0: run on).")] = 0,
+) -> None:
+    """Run ticks on a schedule for every creditor and dispatch what is due; SIGTERM or
+    Ctrl-C stops it after the step in progress. Two workers never send a message twice:
+    decisions are keyed by attempt id and each message is written once."""
+    import signal
+    import time
+
+    from parcours.cli import _unit_of_work, log
+    from parcours.runtime.tick import CONFLICTS, FileOutbox, dispatch, run_tick
+
+    settings = get_settings()
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        log.info("worker.stopping", signal=signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    library = _library()
+    provider = FileOutbox(settings.outbox_dir)
+    done = 0
+    while not stopping:
+        started = time.monotonic()
+        now = _when(None)
+        with _unit_of_work() as uow:
+            creditors = uow.creditors.all()
+        for creditor in creditors:
+            if stopping:
+                break
+            try:
+                with _unit_of_work() as uow:
+                    result = run_tick(
+                        uow.connection(), creditor.id, library, now, zone=settings.default_timezone
+                    )
+                    uow.commit()
+                log.info("worker.tick", due=result.due, outbox=result.outbox)
+            except CONFLICTS:
+                log.info("worker.tick_taken", reason="another worker decided this tick")
+            while not stopping:
+                with _unit_of_work() as uow:
+                    sent = dispatch(uow.connection(), creditor.id, provider, _when(None))
+                    uow.commit()
+                if not sent:
+                    break
+                log.info("worker.dispatched", **dict(sent))
+        done += 1
+        if ticks and done >= ticks:
+            break
+        while not stopping and time.monotonic() - started < interval:
+            time.sleep(min(0.2, interval))
+    log.info("worker.stopped", ticks=done)

@@ -66,3 +66,81 @@ def test_run_enrols_plans_dispatches_and_is_idempotent(cli_db: Path) -> None:
     assert explained["channels"]["email"]["verdict"] == "delay"
     assert explained["law"]["flat_indemnity_cap_minor"] == 2_000
     assert invoke("policy", "explain", "C-NOPE").exit_code == 2
+
+
+def test_two_workers_tick_together_and_stop_gracefully_on_sigterm(
+    cli_db: Path, db_url: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text(
+        "debtor_ref,name,email\n" + "".join(f"D{i},Name {i},d{i}@example.be\n" for i in range(20)),
+        encoding="utf-8",
+    )
+    (cli_db / "i.csv").write_text(
+        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
+        + "".join(f"F{i},D{i},50.00,EUR,2026-10-01,2026-10-31\n" for i in range(20)),
+        encoding="utf-8",
+    )
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
+    env = {**os.environ, "PARCOURS_DATABASE_URL": db_url, "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [
+        sys.executable,
+        "-c",
+        "from parcours.cli import app; app()",
+        "worker",
+        "--interval",
+        "0.5",
+    ]
+    workers = [
+        subprocess.Popen(command, cwd=cli_db, env=env, stderr=subprocess.PIPE, text=True)  # noqa: S603
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _enrolled(db_url):
+        time.sleep(0.3)
+    time.sleep(1.5)  # a few more ticks, both workers at it
+    for process in workers:
+        process.send_signal(signal.SIGTERM)
+    outputs = [process.communicate(timeout=30)[1] for process in workers]
+    assert [p.returncode for p in workers] == [0, 0], outputs
+    assert all("worker.stopped" in output for output in outputs)
+    assert _enrolled(db_url) == 20
+    attempts = _attempts(db_url)
+    assert len(attempts) == len(set(attempts)) > 0
+
+
+def _enrolled(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from parcours.store.db import connect
+    from parcours.store.schema import EnrolmentRow
+
+    engine = connect(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(EnrolmentRow)).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def _attempts(url: str) -> list[str]:
+    from sqlalchemy import select
+
+    from parcours.store.db import connect
+    from parcours.store.schema import OutboxRow
+
+    engine = connect(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(select(OutboxRow.attempt_id)).scalars())
+    finally:
+        engine.dispose()

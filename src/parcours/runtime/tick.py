@@ -17,12 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import psycopg
+import sqlalchemy.exc
 from sqlalchemy import Connection
 
 from parcours.domain.journey import FeeKind, Journey, JourneyEvent
@@ -46,9 +49,16 @@ from parcours.personas.features import _is_mobile
 from parcours.store.bulk import Key
 from parcours.store.journeys import DueCase, JourneyStore, OutboxEntry
 
-__all__ = ["TickResult", "dispatch", "run_tick"]
+__all__ = ["CONFLICTS", "TickResult", "dispatch", "run_tick"]
 
 EPOCH: Final = dt.date(1970, 1, 1)
+# What a tick raises when another process recorded the same decisions first (the bulk
+# writers use the drivers directly, so their own exceptions can surface).
+CONFLICTS: Final = (
+    sqlalchemy.exc.IntegrityError,
+    sqlite3.IntegrityError,
+    psycopg.errors.IntegrityError,
+)
 _EVENTS: Final = {
     "payment.booked": JourneyEvent.PAYMENT,
     "promise.made": JourneyEvent.PROMISE_MADE,
