@@ -353,3 +353,60 @@ def worker(
         while not stopping and time.monotonic() - started < interval:
             time.sleep(min(0.2, interval))
     log.info("worker.stopped", ticks=done)
+
+
+@journeys_app.command("migrate")
+def journeys_migrate(
+    key: Annotated[str, typer.Argument(help="The journey key.")],
+    source: Annotated[int, typer.Option("--from", help="The version cases are on.")],
+    target: Annotated[int | None, typer.Option("--to", help="Default: the newest.")] = None,
+    mapping: Annotated[
+        list[str] | None, typer.Option("--map", help="OLD=NEW for a node renamed or removed.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, change nothing.")] = False,
+    creditor: Annotated[str | None, typer.Option("--creditor", "-c")] = None,
+) -> None:
+    """Move the cases of a journey version to another version, at the same (or a mapped)
+    node, keeping their timers and steps. Cases never change version on their own."""
+    from parcours.cli import _audit, _creditor, _unit_of_work
+    from parcours.store.journeys import enrolment_nodes, migrate_enrolments
+
+    library = _library()
+    try:
+        old = library.get(key, source)
+        new = library.get(key, target) if target is not None else library.latest(key)
+    except KeyError:
+        _fail(f"no such journey version: {key}@{source} or the target")
+    if new.version == old.version:
+        _fail(f"{old.name} is already the target version")
+    pairs = dict(item.split("=", 1) for item in mapping or [] if "=" in item)
+    new_ids = {n.id for n in new.nodes}
+    bad = sorted(v for v in pairs.values() if v not in new_ids)
+    if bad:
+        _fail(f"--map names node(s) {', '.join(bad)} that {new.name} does not have")
+    now = _when(None)
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        in_use = enrolment_nodes(uow.connection(), owner.id, key, old.version)
+        plan = {node: pairs.get(node, node) for node in in_use}
+        unmapped = sorted(node for node, to in plan.items() if to not in new_ids)
+        table = Table("node in " + old.name, "cases", "node in " + new.name)
+        for node, count in sorted(in_use.items()):
+            table.add_row(node, f"{count:,}", plan[node] if plan[node] in new_ids else "(none)")
+        out.print(table)
+        if unmapped:
+            _fail(
+                f"{new.name} has no node {', '.join(unmapped)}: give --map OLD=NEW for each "
+                "(nothing was changed)"
+            )
+        if dry_run:
+            out.print(f"dry run: {sum(in_use.values()):,} cases would move; nothing changed")
+            return
+        moved = migrate_enrolments(
+            uow.connection(), owner.id, key, old.version, new.version, plan, now
+        )
+        _audit(uow, now, "journeys.migrate", owner, f"journey:{key}", {
+            "from": old.version, "to": new.version, "cases": moved, "map": pairs,
+        })  # fmt: skip
+        uow.commit()
+    out.print(f"moved {moved:,} cases from {old.name} to {new.name}")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from parcours.journeys.library import builtin_library_dir
+from parcours.settings import get_settings
 from tests.cli.test_cli import invoke, run_json, text_of
 
 
@@ -142,5 +144,68 @@ def _attempts(url: str) -> list[str]:
     try:
         with engine.connect() as connection:
             return list(connection.execute(select(OutboxRow.attempt_id)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_migrate_moves_cases_to_a_new_version_only_when_every_node_maps(
+    cli_db: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text(
+        "debtor_ref,name,street,postcode,city\nD1,A,Rue 1,1000,Bruxelles\n", encoding="utf-8"
+    )
+    (cli_db / "i.csv").write_text(
+        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\nF1,D1,50.00,EUR,2026-10-01,2026-11-20\n",
+        encoding="utf-8",
+    )
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
+    assert run_json("run", "--at", "2026-12-01T10:00")["enrolled"] == 1
+    in_use = _nodes(db_url)
+    assert list(in_use) and all(v == 1 for v, _ in in_use.values())
+    data = yaml.safe_load((builtin_library_dir() / "universal.yaml").read_text(encoding="utf-8"))
+    data["version"] = 2
+    renamed = {n["id"]: f"{n['id']}_v2"[:48] for n in data["nodes"]}
+    data["start"] = renamed[data["start"]]
+    for node in data["nodes"]:  # every node renamed, edges included
+        node["id"] = renamed[node["id"]]
+        for field in ("next", "on_event", "on_timeout", "default"):
+            if field in node:
+                node[field] = renamed[node[field]]
+        for edge in [*node.get("cases", []), *node.get("arms", [])]:
+            edge["next"] = renamed[edge["next"]]
+    operator = cli_db / "journeys"
+    operator.mkdir()
+    (operator / "universal_v2.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    monkeypatch.setenv("PARCOURS_JOURNEYS_DIR", str(operator))
+    get_settings.cache_clear()
+    refused = invoke("journeys", "migrate", "universal", "--from", "1", "--dry-run")
+    assert refused.exit_code == 2 and "give --map" in text_of(refused)
+    node = next(iter(in_use))
+    maps = ["--map", f"{node}={renamed[node]}"]
+    dry = invoke("journeys", "migrate", "universal", "--from", "1", *maps, "--dry-run")
+    assert dry.exit_code == 0 and "nothing changed" in text_of(dry)
+    assert _nodes(db_url) == in_use
+    moved = invoke("journeys", "migrate", "universal", "--from", "1", *maps)
+    assert "moved 1 cases from universal@1 to universal@2" in text_of(moved)
+    assert _nodes(db_url) == {renamed[node]: (2, in_use[node][1])}
+    assert run_json("run", "--at", "2026-12-20T10:00")["due"] == 1  # the new version runs
+
+
+def _nodes(url: str) -> dict[str, tuple[int, int]]:
+    """node → (journey version, step) of the enrolments."""
+    from sqlalchemy import select
+
+    from parcours.store.db import connect
+    from parcours.store.schema import EnrolmentRow
+
+    engine = connect(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(EnrolmentRow.node_id, EnrolmentRow.journey_version, EnrolmentRow.step)
+            )
+            return {node: (version, step) for node, version, step in rows}
     finally:
         engine.dispose()

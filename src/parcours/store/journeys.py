@@ -376,3 +376,44 @@ class JourneyStore:
             f"UPDATE outbox SET {sets} WHERE id = {m} AND creditor_id = {m}",
             (*params, outbox_id, w.creditor_key),
         )
+
+
+def enrolment_nodes(
+    connection: Connection, creditor_id: UUID, key: str, version: int
+) -> dict[str, int]:
+    """Active enrolments of one journey version, counted by node."""
+    store = JourneyStore(connection, creditor_id)
+    return {
+        node: int(count)
+        for node, count in store._rows(
+            "SELECT node_id, COUNT(*) FROM enrolments WHERE creditor_id = ? AND NOT done "
+            "AND journey_key = ? AND journey_version = ? GROUP BY node_id",
+            [key, version],
+        )
+    }
+
+
+def migrate_enrolments(
+    connection: Connection,
+    creditor_id: UUID,
+    key: str,
+    source: int,
+    target: int,
+    nodes: dict[str, str],
+    now: dt.datetime,
+) -> int:
+    """Move active enrolments from key@source to key@target, node by node (`nodes` maps
+    every old node id in use to its new one). Timers and steps are kept; the case is
+    looked at again on the next tick."""
+    store = JourneyStore(connection, creditor_id)
+    m = store.mark
+    moved = 0
+    for old, new in nodes.items():
+        result = connection.exec_driver_sql(
+            f"UPDATE enrolments SET journey_version = {m}, node_id = {m}, wake_at = {m} "
+            f"WHERE creditor_id = {m} AND NOT done AND journey_key = {m} "
+            f"AND journey_version = {m} AND node_id = {m}",
+            (target, new, store.writer.timestamp(now), store.writer.creditor_key, key, source, old),
+        )
+        moved += int(result.rowcount)
+    return moved
