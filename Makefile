@@ -65,6 +65,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/import.py
 	$(PY) bench/personas.py
+	$(PY) bench/planner.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
