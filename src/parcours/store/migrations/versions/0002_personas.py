@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from parcours.store.migrations.append_only import allow_rewrites, forbid_rewrites
+
 # Native uuid on PostgreSQL, 16 raw bytes on SQLite (parcours.store.schema.UuidKey).
 UUID_KEY = sa.Uuid().with_variant(sa.LargeBinary(16), "sqlite")
 UTC = sa.DateTime(timezone=True)
@@ -123,14 +125,11 @@ def upgrade() -> None:
     op.create_index("ix_debtor_personas_persona", "debtor_personas", ["creditor_id", "persona"])
     # Adding a nullable column needs no table rebuild on either database.
     op.add_column("debtors", sa.Column("profiling_objection_at", UTC, nullable=True))
-    _append_only("persona_assignments")
+    forbid_rewrites("persona_assignments")
 
 
 def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    for verb in ("update", "delete"):
-        suffix = " ON persona_assignments" if dialect == "postgresql" else ""
-        op.execute(f"DROP TRIGGER IF EXISTS persona_assignments_no_{verb}{suffix}")
+    allow_rewrites("persona_assignments")
     with op.batch_alter_table("debtors") as batch_op:
         batch_op.drop_column("profiling_objection_at")
     op.drop_index("ix_debtor_personas_persona", "debtor_personas")
@@ -139,24 +138,3 @@ def downgrade() -> None:
     op.drop_index("ix_persona_assignments_debtor", "persona_assignments")
     op.drop_table("persona_assignments")
     op.drop_table("persona_models")
-
-
-def _append_only(table: str) -> None:
-    """Assignment history is evidence of profiling (GDPR art. 22): never rewritten.
-
-    Reuses the trigger function of 0001 on PostgreSQL. Erasing a debtor (GDPR art. 17)
-    keeps these rows: they hold ids and persona keys, no personal data.
-    """
-    dialect = op.get_bind().dialect.name
-    for verb in ("UPDATE", "DELETE"):
-        name = f"{table}_no_{verb.lower()}"
-        if dialect == "postgresql":
-            op.execute(
-                f"CREATE TRIGGER {name} BEFORE {verb} ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION parcours_append_only()"
-            )
-        else:
-            op.execute(
-                f"CREATE TRIGGER {name} BEFORE {verb} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-            )

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from parcours.store.migrations.append_only import allow_rewrites, forbid_rewrites
+
 # Native uuid on PostgreSQL, 16 raw bytes on SQLite (parcours.store.schema.UuidKey).
 UUID_KEY = sa.Uuid().with_variant(sa.LargeBinary(16), "sqlite")
 UTC = sa.DateTime(timezone=True)
@@ -131,31 +133,11 @@ def upgrade() -> None:
             "ix_outbox_dispatch", ["creditor_id", "status", "not_before"], unique=False
         )
 
-    _append_only("policy_log")
-
-
-def _append_only(table: str) -> None:
-    """Gate decisions are evidence: never rewritten (0001's trigger function on PG)."""
-    dialect = op.get_bind().dialect.name
-    for verb in ("UPDATE", "DELETE"):
-        name = f"{table}_no_{verb.lower()}"
-        if dialect == "postgresql":
-            op.execute(
-                f"CREATE TRIGGER {name} BEFORE {verb} ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION parcours_append_only()"
-            )
-        else:
-            op.execute(
-                f"CREATE TRIGGER {name} BEFORE {verb} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-            )
+    forbid_rewrites("policy_log")
 
 
 def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    for verb in ("update", "delete"):
-        suffix = " ON policy_log" if dialect == "postgresql" else ""
-        op.execute(f"DROP TRIGGER IF EXISTS policy_log_no_{verb}{suffix}")
+    allow_rewrites("policy_log")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_dispatch")
         batch_op.drop_index("ix_outbox_debtor")
