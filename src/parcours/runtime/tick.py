@@ -209,6 +209,8 @@ def _now_facts(
 ) -> ContactFacts:
     """A case's gate facts with the person's recent contacts and this tick's plans."""
     contacts = recent.get(due.debtor_id, []) + planned.get(due.debtor_id, [])
+    if not contacts and not base.recent_contacts:
+        return base  # most cases: nothing to add, no copy to validate
     return replace(base, recent_contacts=tuple(contacts))
 
 
@@ -225,11 +227,14 @@ def _plan_and_gate(
     program = compile_journeys(journeys)
     index = {(j.key, j.version): k for k, j in enumerate(journeys)}
     journey_of = np.array([index[(d.journey_key, d.journey_version)] for d in due], dtype=np.int64)
+    node_number = {
+        (int(j), node_id): g
+        for g, (j, node_id) in enumerate(
+            zip(program.node_journey.tolist(), program.node_id, strict=True)
+        )
+    }
     node_of = np.array(
-        [
-            program.node_index(int(j), d.node_id)
-            for j, d in zip(journey_of.tolist(), due, strict=True)
-        ],
+        [node_number[(j, d.node_id)] for j, d in zip(journey_of.tolist(), due, strict=True)],
         dtype=np.int64,
     )
     t = int(now.timestamp())

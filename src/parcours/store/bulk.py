@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -55,6 +56,14 @@ INVOICE_FIELDS = ("case_id", "amount_minor", "currency", "issue_date", "due_date
 PAYMENT_FIELDS = ("invoice_id", "amount_minor", "currency", "paid_at")
 
 
+@lru_cache(maxsize=4096)
+def _sqlite_timestamp(value: dt.datetime) -> str:
+    """The text form SQLAlchemy's SQLite DateTime reads back (bulk rows share a few
+    instants, such as the run's clock: cached)."""
+    utc = value.astimezone(dt.UTC)
+    return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
 def _to_uuid(key: bytes | str) -> UUID:
     return UUID(bytes=key) if isinstance(key, bytes) else UUID(key)
 
@@ -86,11 +95,9 @@ class PortfolioWriter:
 
     def timestamp(self, value: dt.datetime) -> Any:
         """A UTC timestamp in the form this database's bulk path takes."""
-        value = value.astimezone(dt.UTC)
-        if self.dialect == "sqlite":
-            # The text form SQLAlchemy's SQLite DateTime reads back.
-            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        return value
+        if self.dialect != "sqlite":
+            return value.astimezone(dt.UTC)
+        return _sqlite_timestamp(value)
 
     # -- lookups -------------------------------------------------------------------------
 
