@@ -15,6 +15,7 @@ attempt id, so a crash between writing and committing never makes a second messa
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import sqlite3
@@ -100,8 +101,6 @@ def _journey_for(library: Library, persona: str | None, objected: bool) -> Journ
 
 def attempt_id(case_text: str, journey: str, node: str, step: int, channel: str | None) -> str:
     """Deterministic: the same decision always has the same id (the idempotency key)."""
-    import hashlib
-
     raw = f"{case_text}|{journey}|{node}|{step}|{channel or ''}"
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
@@ -120,11 +119,15 @@ def run_tick(
     store = JourneyStore(connection, creditor_id)
     since = store.last_tick()
 
-    new = [
-        (case, journey.key, journey.version, None if objected else persona, journey.start)
-        for case, persona, objected in store.unenrolled_cases()
-        for journey in [_journey_for(library, persona, objected)]
-    ]
+    chosen: dict[tuple[str | None, bool], Journey] = {}
+    new = []
+    for case, persona, objected in store.unenrolled_cases():
+        journey = chosen.get((persona, objected))
+        if journey is None:
+            journey = chosen[(persona, objected)] = _journey_for(library, persona, objected)
+        new.append(
+            (case, journey.key, journey.version, None if objected else persona, journey.start)
+        )
     result.enrolled = store.enrol(new, now)
 
     due = store.due(now, since)
