@@ -67,6 +67,7 @@ class JourneyStore:
         self.writer = PortfolioWriter(connection, creditor_id)
         self.sqlite = connection.dialect.name == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
+        self.false = "0" if self.sqlite else "false"
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = self.connection.connection.cursor()
@@ -176,7 +177,8 @@ class JourneyStore:
             f"SELECT {self._id('e.case_id')}, {self._id('c.debtor_id')}, e.journey_key, "
             "e.journey_version, e.node_id, e.entered_at, e.enrolled_at, e.wake_at, e.step, e.arms "
             "FROM enrolments e JOIN cases c ON c.id = e.case_id AND c.creditor_id = e.creditor_id "
-            f"WHERE e.creditor_id = ? AND NOT e.done AND (e.wake_at <= ?{woken})",
+            # `done = false`, not `NOT done`: the (creditor, done, wake_at) index serves it.
+            f"WHERE e.creditor_id = ? AND e.done = {self.false} AND (e.wake_at <= ?{woken})",
             params,
         )
         out = []
