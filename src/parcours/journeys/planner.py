@@ -334,15 +334,19 @@ def _woken_by_events(program: Program, state: Enrolments, facts: CaseFacts) -> B
     """Cases waiting for an event that happened after they started waiting: due now,
     whatever their wake time (the store need not rewrite wake times when events land)."""
     wanted = program.events[state.node]
-    woken = np.zeros(len(state), dtype=bool)
     if len(state) == 0 or not (wanted > 0).any():
-        return woken
+        return np.zeros(len(state), dtype=bool)
+    return _heard(wanted, facts.event_at, state.entered_at)
+
+
+def _heard(wanted: I64, event_at: I64, since: I64) -> B:
+    """Which rows saw one of their `wanted` events (bit masks) strictly after `since`."""
+    heard = np.zeros(len(wanted), dtype=bool)
     for column in EVENT_INDEX.values():
         listens = ((wanted >> column) & 1) == 1
         if listens.any():
-            when = facts.event_at[:, column]
-            woken |= listens & (when > state.entered_at)
-    return woken
+            heard |= listens & (event_at[:, column] > since)
+    return heard
 
 
 def _move(state: Enrolments, rows: I64, targets: I64, t: int) -> None:
@@ -422,14 +426,7 @@ def _wait_event(
     program: Program, state: Enrolments, facts: CaseFacts, rows: I64, at: I64, t: int
 ) -> I64:
     entered = state.entered_at[rows]
-    wanted = program.events[at]
-    happened = np.zeros(len(rows), dtype=bool)
-    for event, column in EVENT_INDEX.items():
-        del event
-        listens = (wanted >> column) & 1 == 1
-        if listens.any():
-            when = facts.event_at[rows, column]
-            happened |= listens & (when > entered)
+    happened = _heard(program.events[at], facts.event_at[rows], entered)
     deadline = entered + program.days[at] * DAY
     timed_out = ~happened & (deadline <= t)
     _move(state, rows[happened], program.next_a[at[happened]], t)
