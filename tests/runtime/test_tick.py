@@ -76,11 +76,13 @@ def load(engine: Engine, tmp_path: Path) -> None:
     )
 
 
-def tick(engine: Engine, now: dt.datetime, outbox: Path) -> tuple[Any, Counter[str]]:
+def tick(
+    engine: Engine, now: dt.datetime, outbox: Path, journeys: Library | None = None
+) -> tuple[Any, Counter[str]]:
     with UnitOfWork(engine) as uow:
         creditor = uow.creditors.by_name("acme")
         assert creditor is not None
-        result = run_tick(uow.connection(), creditor.id, library(), now)
+        result = run_tick(uow.connection(), creditor.id, journeys or library(), now)
         uow.commit()
     with UnitOfWork(engine) as uow:
         creditor = uow.creditors.by_name("acme")
@@ -292,3 +294,82 @@ def test_a_fee_sees_the_reminder_decided_in_the_same_tick(engine: Engine, tmp_pa
     # Alice has an e-mail address: her second reminder carries the EUR 7.50 fee. The
     # others had no reachable channel: no reminder went, so no fee either.
     assert sorted(charged) == [("fee", 0, "skipped"), ("fee", 0, "skipped"), ("fee", 750, "sent")]
+
+
+QUIET: dict[str, Any] = {
+    "key": "quiet",
+    "version": 1,
+    "persona": None,
+    "description": "the challenger: one letter a week after the due date",
+    "start": "wait",
+    "nodes": [
+        {"id": "wait", "type": "wait", "anchor": "due_date", "days": 7, "next": "letter"},
+        {"id": "letter", "type": "send", "template": "reminder_1", "channels": ["letter"], "next": "done"},
+        {"id": "done", "type": "exit", "reason": "completed"},
+    ],
+}  # fmt: skip
+
+
+def test_an_experiment_draws_sticky_arms_at_enrolment_and_holds_out_some_cases(
+    engine: Engine, tmp_path: Path
+) -> None:
+    import json as json_
+
+    from parcours.domain.journey import Experiment
+
+    debtors = [f"E{i},Name {i},e{i}@example.be,,fr,BE,Rue {i},1000,Bruxelles" for i in range(300)]
+    invoices = [f"G{i},E{i},40.00,EUR,2026-11-05,2026-12-05" for i in range(300)]
+    header = "debtor_ref,name,email,phone,language,country,street,postcode,city"
+    run_import(engine, ImportKind.DEBTORS, write_csv(tmp_path, "d.csv", header, debtors))
+    run_import(
+        engine,
+        ImportKind.INVOICES,
+        write_csv(
+            tmp_path,
+            "i.csv",
+            "invoice_ref,debtor_ref,amount,currency,issue_date,due_date",
+            invoices,
+        ),
+    )
+    experiment = Experiment.model_validate(
+        {
+            "key": "letters-vs-ladder",
+            "description": "does the persona journey beat one letter?",
+            "arms": [
+                {"name": "champion", "weight": 45, "journey": "persona"},
+                {"name": "challenger", "weight": 45, "journey": "quiet"},
+                {"name": "holdout", "weight": 10, "journey": None},
+            ],
+        }
+    )
+    library = Library(
+        [Journey.model_validate(UNIVERSAL), Journey.model_validate(QUIET)], [experiment]
+    )
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        assert run_tick(uow.connection(), creditor.id, library, START).enrolled == 300
+        uow.commit()
+    enrolled = rows(
+        engine,
+        EnrolmentRow.case_id,
+        EnrolmentRow.journey_key,
+        EnrolmentRow.arms,
+        EnrolmentRow.exit_reason,
+    )
+    arms = Counter(
+        json_.loads(a)["letters-vs-ladder"] if isinstance(a, str) else a["letters-vs-ladder"]
+        for _, _, a, _ in enrolled
+    )
+    assert arms["holdout"] < 60 and arms["champion"] > 100 and arms["challenger"] > 100
+    journeys = {
+        (a if isinstance(a, dict) else json_.loads(a))["letters-vs-ladder"]: k
+        for _, k, a, _ in enrolled
+    }
+    assert journeys == {"champion": "ladder", "challenger": "quiet", "holdout": "holdout"}
+    held = {c for c, k, _, reason in enrolled if k == "holdout" and reason == "holdout"}
+    assert len(held) == arms["holdout"]
+    for day in range(1, 30):
+        tick(engine, START + dt.timedelta(days=day), tmp_path / "outbox", library)
+    contacted = {r[0] for r in rows(engine, OutboxRow.case_id)}
+    assert contacted and not held & contacted  # the holdout is never contacted

@@ -34,6 +34,8 @@ __all__ = [
     "BranchNode",
     "ExitNode",
     "ExitReason",
+    "Experiment",
+    "ExperimentArm",
     "FeeKind",
     "FeeNode",
     "Journey",
@@ -302,3 +304,31 @@ class Journey(_Strict):
     def edges(self) -> list[tuple[str, str, str]]:
         """(from, label, to) for every edge, for diagrams."""
         return [(n.id, where, target) for n in self.nodes for where, target in _targets(n)]
+
+
+class ExperimentArm(_Strict):
+    name: Key
+    weight: int = Field(ge=0, le=10_000)
+    # "persona": the debtor's persona journey; a journey key; or None: a holdout arm,
+    # whose cases are enrolled, recorded and never contacted by a journey.
+    journey: Key | None
+
+
+class Experiment(_Strict):
+    """A champion/challenger test at enrolment: each new case draws an arm once
+    (sticky: a hash of case and experiment), recorded on its enrolment with its persona
+    (the stratum the results are read by)."""
+
+    key: Key
+    description: str
+    active: bool = True
+    arms: tuple[ExperimentArm, ...] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _arms(self) -> Experiment:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError("arms: two arms have the same name")
+        if sum(a.weight for a in self.arms) <= 0:
+            raise ValueError("arms: the weights add up to zero")
+        return self

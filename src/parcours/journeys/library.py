@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from parcours.domain.errors import DomainError
-from parcours.domain.journey import BranchNode, Journey
+from parcours.domain.journey import BranchNode, Experiment, Journey
 from parcours.journeys.guards import GuardError, validate_args
 
 __all__ = ["JourneyError", "Library", "journey_schema", "load_journey", "load_library"]
@@ -88,12 +88,18 @@ def load_journey(path: Path, personas: Iterable[str] | None = None) -> Journey:
 
 
 class Library:
-    """Every journey version by (key, version); the newest version of each by key."""
+    """Every journey version by (key, version); the newest version of each by key; and
+    the experiments run at enrolment."""
 
-    def __init__(self, journeys: Iterable[Journey]) -> None:
+    def __init__(self, journeys: Iterable[Journey], experiments: Iterable[Experiment] = ()) -> None:
         self.versions: dict[tuple[str, int], Journey] = {}
         for journey in journeys:
             self.versions[(journey.key, journey.version)] = journey
+        self.experiments = tuple(experiments)
+
+    def active_experiment(self) -> Experiment | None:
+        """The experiment new cases enter (at most one runs at a time)."""
+        return next((e for e in self.experiments if e.active), None)
 
     def __iter__(self) -> Any:
         return iter(sorted(self.versions.values(), key=lambda j: (j.key, j.version)))
@@ -143,9 +149,24 @@ def load_library(
             )
             continue
         journeys.append(journey)
+    experiments: list[Experiment] = []
+    if operator_dir is not None and (operator_dir / "experiments").is_dir():
+        keys = {j.key for j in journeys}
+        for path in sorted((operator_dir / "experiments").glob("*.yaml")):
+            try:
+                experiment = Experiment.model_validate(yaml.safe_load(path.read_text("utf-8")))
+            except (OSError, yaml.YAMLError, ValidationError) as exc:
+                problems.append(f"{path}: {exc}")
+                continue
+            for i, arm in enumerate(experiment.arms):
+                if arm.journey not in (None, "persona") and arm.journey not in keys:
+                    problems.append(f"{path}: arms.{i}.journey: no journey {arm.journey!r}")
+            experiments.append(experiment)
+        if sum(e.active for e in experiments) > 1:
+            problems.append(f"{operator_dir / 'experiments'}: more than one active experiment")
     if problems:
         raise JourneyError(problems)
-    return Library(journeys)
+    return Library(journeys, experiments)
 
 
 def journey_schema() -> str:

@@ -29,7 +29,7 @@ import psycopg
 import sqlalchemy.exc
 from sqlalchemy import Connection
 
-from parcours.domain.journey import FeeKind, Journey, JourneyEvent
+from parcours.domain.journey import Experiment, ExperimentArm, FeeKind, Journey, JourneyEvent
 from parcours.journeys.facts import (
     CHANNEL_BITS,
     EVENT_INDEX,
@@ -99,6 +99,18 @@ def _journey_for(library: Library, persona: str | None, objected: bool) -> Journ
     return universal
 
 
+def draw_arm(experiment: Experiment, case_text: str) -> ExperimentArm:
+    """Sticky: the same case always draws the same arm of the same experiment."""
+    digest = hashlib.blake2b(f"{experiment.key}:{case_text}".encode(), digest_size=8).digest()
+    total = sum(a.weight for a in experiment.arms)
+    point = int.from_bytes(digest, "big") % total
+    for arm in experiment.arms:
+        if point < arm.weight:
+            return arm
+        point -= arm.weight
+    raise AssertionError("unreachable: the weights add up to total")
+
+
 def attempt_id(case_text: str, journey: str, node: str, step: int, channel: str | None) -> str:
     """Deterministic: the same decision always has the same id (the idempotency key)."""
     raw = f"{case_text}|{journey}|{node}|{step}|{channel or ''}"
@@ -120,15 +132,27 @@ def run_tick(
     since = store.last_tick()
 
     chosen: dict[tuple[str | None, bool], Journey] = {}
-    new = []
+    experiment = library.active_experiment()
+    new, held_out = [], []
     for case, persona, objected in store.unenrolled_cases():
-        journey = chosen.get((persona, objected))
-        if journey is None:
-            journey = chosen[(persona, objected)] = _journey_for(library, persona, objected)
-        new.append(
-            (case, journey.key, journey.version, None if objected else persona, journey.start)
-        )
-    result.enrolled = store.enrol(new, now)
+        arms: dict[str, str] = {}
+        journey_key: str | None = "persona"
+        if experiment is not None:
+            arm = draw_arm(experiment, store.text(case))
+            arms = {experiment.key: arm.name}
+            journey_key = arm.journey
+        if journey_key is None:  # a holdout arm: recorded, never contacted
+            held_out.append((case, persona, arms))
+            continue
+        if journey_key == "persona":
+            journey = chosen.get((persona, objected))
+            if journey is None:
+                journey = chosen[(persona, objected)] = _journey_for(library, persona, objected)
+        else:
+            journey = library.latest(journey_key)
+        who = None if objected else persona
+        new.append((case, journey.key, journey.version, who, journey.start, arms))
+    result.enrolled = store.enrol(new, now) + store.enrol_holdout(held_out, now)
 
     due = store.due(now, since)
     result.due = len(due)

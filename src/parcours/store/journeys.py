@@ -9,6 +9,7 @@ with one query per case or a parameter list the database would cap.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -125,27 +126,19 @@ class JourneyStore:
         return [(self._key(c), persona, bool(objected)) for c, persona, objected in rows]
 
     def enrol(
-        self, cases: Iterable[tuple[Key, str, int, str | None, str]], now: dt.datetime
+        self,
+        cases: Iterable[tuple[Key, str, int, str | None, str, dict[str, str]]],
+        now: dt.datetime,
     ) -> int:
-        """Insert enrolments (case, journey key, version, persona, start node)."""
+        """Insert enrolments (case, journey key, version, persona, start node, arms)."""
         at = self.writer.timestamp(now)
         rows = [
             (
-                case,
-                self.writer.creditor_key,
-                key,
-                version,
-                persona,
-                start,
-                at,
-                at,
-                at,
-                0,
-                False,
-                "{}",
+                case, self.writer.creditor_key, key, version, persona, start, at, at, at, 0,
+                False, json.dumps(arms),
             )
-            for case, key, version, persona, start in cases
-        ]
+            for case, key, version, persona, start, arms in cases
+        ]  # fmt: skip
         self.writer.insert(
             "enrolments",
             (
@@ -156,13 +149,33 @@ class JourneyStore:
         )  # fmt: skip
         return len(rows)
 
+    def enrol_holdout(
+        self, cases: Iterable[tuple[Key, str | None, dict[str, str]]], now: dt.datetime
+    ) -> int:
+        """Cases an experiment holds out: enrolled as done (reason holdout), arm recorded."""
+        at = self.writer.timestamp(now)
+        rows = [
+            (
+                case, self.writer.creditor_key, "holdout", 1, persona, "holdout", at, at, None,
+                0, True, "holdout", json.dumps(arms),
+            )
+            for case, persona, arms in cases
+        ]  # fmt: skip
+        self.writer.insert(
+            "enrolments",
+            (
+                "case_id", "creditor_id", "journey_key", "journey_version", "persona", "node_id",
+                "entered_at", "enrolled_at", "wake_at", "step", "done", "exit_reason", "arms",
+            ),
+            rows,
+        )  # fmt: skip
+        return len(rows)
+
     # -- due cases and their facts ---------------------------------------------------------
 
     def due(self, now: dt.datetime, since: dt.datetime | None) -> list[DueCase]:
         """Active enrolments whose wake time has come, or whose case had an event since the
         last tick (an event may end a wait early)."""
-        import json
-
         woken = ""
         params: list[Any] = [self.writer.timestamp(now)]
         if since is not None:
