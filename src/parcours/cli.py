@@ -233,17 +233,7 @@ def _import(
         size = file.stat().st_size if file.is_file() else 0
         with _progress(total=size, unit="bytes", enabled=not as_json) as advance:
             report = import_file(uow.connection(), kind, file, options, progress=advance)
-        if report_allows_commit(report):
-            _audit(
-                uow,
-                now,
-                f"import.{kind.value}",
-                creditor,
-                f"file:{file.name}",
-                {k: v for k, v in report.as_dict().items() if k != "errors"},
-            )
-            uow.commit()
-            report.stored = True
+        _commit_import(uow, now, f"import.{kind.value}", creditor, file, report)
     log.info(
         "import.finished",
         kind=kind.value,
@@ -253,6 +243,22 @@ def _import(
         rejected=report.rejected,
         stored=report.stored,
     )
+    _show_import(report, as_json, errors_file)
+
+
+def _commit_import(
+    uow: UnitOfWork, now: dt.datetime, action: str, creditor: Creditor, file: Path, report: Any
+) -> None:
+    """Commit an import the report allows (with its audit entry) and mark it stored."""
+    if report_allows_commit(report):
+        details = {k: v for k, v in report.as_dict().items() if k != "errors"}
+        _audit(uow, now, action, creditor, f"file:{file.name}", details)
+        uow.commit()
+        report.stored = True
+
+
+def _show_import(report: Any, as_json: bool, errors_file: Path | None) -> NoReturn:
+    """Print an import report (and the rejected rows to `errors_file`), exit with its code."""
     if errors_file is not None and report.errors:
         report.write_errors_csv(errors_file)
     if as_json:

@@ -18,12 +18,13 @@ from parcours.cli import (
     JsonOption,
     StrictOption,
     _audit,
+    _commit_import,
     _creditor,
     _debtor,
     _fail,
     _now,
     _print_json,
-    _print_report,
+    _show_import,
     _unit_of_work,
     err,
     log,
@@ -502,21 +503,5 @@ def survey_import(
             zoneinfo.ZoneInfo(settings.default_timezone),
             strict=strict,
         )
-        if report.file_error is None and not (strict and report.errors):
-            _audit(
-                uow,
-                now,
-                "survey.import",
-                owner,
-                f"file:{file.name}",
-                {k: v for k, v in report.as_dict().items() if k != "errors"},
-            )
-            uow.commit()
-            report.stored = True
-    if errors_file is not None and report.errors:
-        report.write_errors_csv(errors_file)
-    if as_json:
-        _print_json(report.as_dict())
-    else:
-        _print_report(report)
-    raise typer.Exit(report.exit_code)
+        _commit_import(uow, now, "survey.import", owner, file, report)
+    _show_import(report, as_json, errors_file)

@@ -17,9 +17,9 @@ from parcours.personas.features import (
     FEATURES,
     DebtorColumns,
     InvoiceColumns,
-    _is_mobile,
     _local_days,
     build_features,
+    is_mobile,
 )
 
 TODAY = dt.date(2026, 12, 1)
@@ -354,7 +354,7 @@ def test_local_days_of_nothing_is_nothing() -> None:
     ],
 )
 def test_is_mobile_tells_mobiles_from_landlines(number: str | None, mobile: bool) -> None:
-    assert _is_mobile(number) is mobile
+    assert is_mobile(number) is mobile
 
 
 def test_has_mobile_language_and_email_come_from_the_debtor_columns() -> None:

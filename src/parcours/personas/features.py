@@ -161,7 +161,7 @@ def _offset_seconds(day: dt.date, zone: zoneinfo.ZoneInfo) -> int:
 _MOBILE_PREFIXES: dict[str, bool] = {}
 
 
-def _is_mobile(number: str | None) -> bool:
+def is_mobile(number: str | None) -> bool:
     """Whether an E.164 number is a mobile (SMS-capable) one, per libphonenumber.
 
     Classified once per 7-character prefix and length (e.g. +324680, 12 characters): the
@@ -225,7 +225,7 @@ def build_features(
     put("lang_nl", language == "nl")
     put("lang_en", language == "en")
     put("has_email", np.array(debtors.has_email, dtype=bool))
-    put("has_mobile", np.fromiter((_is_mobile(p) for p in debtors.phones), dtype=bool, count=n))
+    put("has_mobile", np.fromiter((is_mobile(p) for p in debtors.phones), dtype=bool, count=n))
     put("has_address", np.array(debtors.has_address, dtype=bool))
     years = np.array([y if y is not None else -1 for y in debtors.birth_years], dtype=np.int64)
     known = years > 0

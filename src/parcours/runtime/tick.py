@@ -46,7 +46,7 @@ from parcours.journeys.policy import (
     check_fee,
     check_send,
 )
-from parcours.personas.features import _is_mobile
+from parcours.personas.features import is_mobile
 from parcours.store.bulk import Key
 from parcours.store.journeys import DueCase, JourneyStore, OutboxEntry
 
@@ -181,7 +181,7 @@ def _read_facts(
             bits = (CHANNEL_BITS["email"] if email else 0) | (CHANNEL_BITS["letter"] if post else 0)
             if phone:
                 bits |= CHANNEL_BITS["phone"]
-                if _is_mobile(number):
+                if is_mobile(number):
                     bits |= CHANNEL_BITS["sms"]
             facts.reachable[i] = bits
             facts.vulnerable[i] = bool(vulnerable)
