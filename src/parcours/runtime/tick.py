@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,7 +29,14 @@ import psycopg
 import sqlalchemy.exc
 from sqlalchemy import Connection
 
-from parcours.domain.journey import Experiment, ExperimentArm, FeeKind, Journey, JourneyEvent
+from parcours.domain.journey import (
+    ChannelName,
+    Experiment,
+    ExperimentArm,
+    FeeKind,
+    Journey,
+    JourneyEvent,
+)
 from parcours.journeys.facts import (
     CHANNEL_BITS,
     EVENT_INDEX,
@@ -38,17 +45,18 @@ from parcours.journeys.facts import (
     PromiseCode,
 )
 from parcours.journeys.library import Library
-from parcours.journeys.planner import NEVER, Enrolments, Kind, compile_journeys, plan
+from parcours.journeys.planner import NEVER, Enrolments, Kind, Program, compile_journeys, plan
 from parcours.journeys.policy import (
     DEFAULT_POLICY,
     ContactFacts,
+    GateDecision,
     PolicyConfig,
     check_fee,
     check_send,
 )
 from parcours.personas.features import is_mobile
 from parcours.store.bulk import Key
-from parcours.store.journeys import DueCase, JourneyStore, OutboxEntry
+from parcours.store.journeys import DueBatch, JourneyStore, OutboxEntry
 
 __all__ = ["CONFLICTS", "TickResult", "dispatch", "run_tick"]
 
@@ -156,95 +164,155 @@ def run_tick(
 
     due = store.due(now, since)
     result.due = len(due)
-    if due:
+    if len(due):
         _plan_and_gate(store, library, due, now, zone, policy, result)
     store.record_tick(now)
     return result
 
 
+_FEE_FIELDS: Final = {
+    FeeKind.REMINDER_FEE: "fees_charged_minor",
+    FeeKind.FLAT_INDEMNITY: "indemnity_charged_minor",
+    FeeKind.LATE_INTEREST: "interest_charged_minor",
+}
+_REACHABLE: Final = [
+    frozenset(c for c, bit in CHANNEL_BITS.items() if mask & bit)
+    for mask in range(2 ** len(CHANNEL_BITS))
+]
+
+
+def _utc(seconds: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+@dataclass
+class GateFacts:
+    """The gate's facts of a tick's cases, as columns beside the planner's.
+
+    `ContactFacts` (what `check_send` and `check_fee` judge) is built only for the cases
+    that need one: a message to a person with no recent contact is judged once per kind
+    of case (channel, paid, vulnerable, reachable, time zone, country) — `check_send`
+    reads nothing else — and the verdict shared. What this tick decides (a reminder
+    queued, a fee booked) is noted here at once, so later nodes of the tick see it.
+    """
+
+    facts: CaseFacts
+    zone: list[str | None]
+    country: list[str | None]
+    reminders: dict[int, list[tuple[int, str]]]  # row → (sent at, channel), oldest first
+    charged: dict[int, Counter[str]]  # row → fee kind → minor units
+    _memo: dict[tuple[Any, ...], GateDecision] = field(default_factory=dict)
+
+    def contact(self, row: int, recent: tuple[tuple[str, dt.datetime], ...] = ()) -> ContactFacts:
+        facts = self.facts
+        reminders = self.reminders.get(row, ())
+        charged = self.charged.get(row) or Counter()
+        first = reminders[0] if reminders else None
+        return ContactFacts(
+            balance_minor=int(facts.balance_minor[row]),
+            vulnerable=bool(facts.vulnerable[row]),
+            timezone=self.zone[row],
+            country=self.country[row],
+            reachable=_REACHABLE[int(facts.reachable[row])],
+            recent_contacts=recent,
+            reminders_sent=len(reminders),
+            first_reminder=(_utc(first[0]), first[1] != "letter") if first else None,
+            fees_charged_minor=charged[FeeKind.REMINDER_FEE],
+            indemnity_charged_minor=charged[FeeKind.FLAT_INDEMNITY],
+            interest_charged_minor=charged[FeeKind.LATE_INTEREST],
+        )
+
+    def check_send(
+        self,
+        row: int,
+        channel: ChannelName,
+        recent: list[tuple[str, dt.datetime]],
+        now: dt.datetime,
+        policy: PolicyConfig,
+    ) -> GateDecision:
+        if recent:
+            return check_send(self.contact(row, tuple(recent)), channel, now, policy)
+        facts = self.facts
+        paid = int(facts.balance_minor[row]) <= 0
+        reachable = bool(int(facts.reachable[row]) & CHANNEL_BITS[channel])
+        vulnerable = bool(facts.vulnerable[row])
+        key = (channel, paid, vulnerable, reachable, self.zone[row], self.country[row])
+        decision = self._memo.get(key)
+        if decision is None:
+            typical = ContactFacts(
+                balance_minor=0 if paid else 1,
+                vulnerable=vulnerable,
+                timezone=self.zone[row],
+                country=self.country[row],
+                reachable=frozenset({channel}) if reachable else frozenset(),
+            )
+            decision = self._memo[key] = check_send(typical, channel, now, policy)
+        return decision
+
+    def note_reminder(self, row: int, at: dt.datetime, channel: str) -> None:
+        self.reminders.setdefault(row, []).append((int(at.timestamp()), channel))
+
+    def note_fee(self, row: int, kind: FeeKind, amount_minor: int) -> None:
+        self.charged.setdefault(row, Counter())[kind] += amount_minor
+
+
 def _read_facts(
     store: JourneyStore, cases: list[Key], texts: list[str], now: dt.datetime
-) -> tuple[CaseFacts, list[ContactFacts]]:
-    """The planner's columns and the gate's facts (contacts not yet filled) of `cases`."""
+) -> GateFacts:
+    """The planner's columns and the gate's facts of `cases` (each once), read in bulk."""
     raw = store.facts(cases)
+    n = len(cases)
     facts = CaseFacts.empty(texts)
     today = (now.date() - EPOCH).days
-    contacts = []
-    for i, case in enumerate(cases):
-        balance = raw["balance"].get(case)
-        facts.balance_minor[i] = int(balance[0]) if balance else 0
-        facts.due_day[i] = int(balance[1]) if balance and balance[1] is not None else today
-        debtor = raw["debtor"].get(case)
-        zone = country = None
-        if debtor is not None:
-            email, phone, post, vulnerable, zone, country, persona, number = debtor
-            bits = (CHANNEL_BITS["email"] if email else 0) | (CHANNEL_BITS["letter"] if post else 0)
-            if phone:
-                bits |= CHANNEL_BITS["phone"]
-                if is_mobile(number):
-                    bits |= CHANNEL_BITS["sms"]
-            facts.reachable[i] = bits
-            facts.vulnerable[i] = bool(vulnerable)
-            facts.persona[i] = persona
-        promise = raw["promise"].get(case)
-        if promise is not None and promise[0] is not None:
-            facts.promise_day[i] = int(promise[0])
+    facts.due_day[:] = today
+    at = {case: i for i, case in enumerate(cases)}
+    for case, (balance, day) in raw["balance"].items():
+        i = at[case]
+        facts.balance_minor[i] = int(balance)
+        if day is not None:
+            facts.due_day[i] = int(day)
+    zone: list[str | None] = [None] * n
+    country: list[str | None] = [None] * n
+    email_bit, sms_bit = CHANNEL_BITS["email"], CHANNEL_BITS["sms"]
+    letter_bit, phone_bit = CHANNEL_BITS["letter"], CHANNEL_BITS["phone"]
+    for case, (email, phone, post, vulnerable, tz, land, persona, number) in raw["debtor"].items():
+        i = at[case]
+        bits = (email_bit if email else 0) | (letter_bit if post else 0)
+        if phone:
+            bits |= phone_bit | (sms_bit if is_mobile(number) else 0)
+        facts.reachable[i] = bits
+        facts.vulnerable[i] = bool(vulnerable)
+        facts.persona[i] = persona
+        zone[i], country[i] = tz, land
+    for case, (day,) in raw["promise"].items():
+        if day is not None:
+            i = at[case]
+            facts.promise_day[i] = int(day)
             facts.promise[i] = PromiseCode.PENDING
-        for event_type, at in raw["events"].get(case, ()):
-            when = store.utc(at)
+    for case, events in raw["events"].items():
+        i = at[case]
+        for event_type, when in events:
             if event_type in _EVENTS and when is not None:
-                facts.event_at[i, EVENT_INDEX[_EVENTS[event_type]]] = int(when.timestamp())
-        sent = raw["sent"].get(case, ())
-        reminders = [
-            (when, channel)
-            for channel, at, reminder, kind, _, _ in sent
-            if kind == "send" and reminder and (when := store.utc(at)) is not None
-        ]
-        facts.reminders_sent[i] = len(reminders)
-        if any(kind == "send" for _, _, _, kind, _, _ in sent):
-            facts.last_delivery[i] = Delivery.SENT
-        charged: Counter[str] = Counter()
-        for _, _, _, kind, amount, fee in sent:
-            if kind == "fee":
-                charged[fee] += amount or 0
-        contacts.append(
-            ContactFacts(
-                balance_minor=int(facts.balance_minor[i]),
-                vulnerable=bool(facts.vulnerable[i]),
-                timezone=zone,
-                country=country,
-                reachable=frozenset(
-                    c for c, bit in CHANNEL_BITS.items() if facts.reachable[i] & bit
-                ),
-                reminders_sent=len(reminders),
-                first_reminder=(reminders[0][0], reminders[0][1] != "letter")
-                if reminders
-                else None,
-                fees_charged_minor=charged[FeeKind.REMINDER_FEE],
-                indemnity_charged_minor=charged[FeeKind.FLAT_INDEMNITY],
-                interest_charged_minor=charged[FeeKind.LATE_INTEREST],
-            )
-        )
-    return facts, contacts
-
-
-def _now_facts(
-    base: ContactFacts,
-    recent: dict[Key, list[tuple[str, dt.datetime]]],
-    planned: dict[Key, list[tuple[str, dt.datetime]]],
-    due: DueCase,
-) -> ContactFacts:
-    """A case's gate facts with the person's recent contacts and this tick's plans."""
-    contacts = recent.get(due.debtor_id, []) + planned.get(due.debtor_id, [])
-    if not contacts and not base.recent_contacts:
-        return base  # most cases: nothing to add, no copy to validate
-    return replace(base, recent_contacts=tuple(contacts))
+                facts.event_at[i, EVENT_INDEX[_EVENTS[event_type]]] = int(when)
+    reminders: dict[int, list[tuple[int, str]]] = {}
+    charged: dict[int, Counter[str]] = {}
+    for case, sent in raw["sent"].items():
+        i = at[case]
+        for channel, when, reminder, kind, amount, fee in sent:
+            if kind == "send":
+                facts.last_delivery[i] = Delivery.SENT
+                if reminder and when is not None:
+                    reminders.setdefault(i, []).append((int(when), channel))
+            elif kind == "fee":
+                charged.setdefault(i, Counter())[fee] += amount or 0
+        facts.reminders_sent[i] = len(reminders.get(i, ()))
+    return GateFacts(facts, zone, country, reminders, charged)
 
 
 def _plan_and_gate(
     store: JourneyStore,
     library: Library,
-    due: list[DueCase],
+    due: DueBatch,
     now: dt.datetime,
     zone: str,
     policy: PolicyConfig,
@@ -253,7 +321,7 @@ def _plan_and_gate(
     journeys = list(library)
     program = compile_journeys(journeys)
     index = {(j.key, j.version): k for k, j in enumerate(journeys)}
-    journey_of = np.array([index[(d.journey_key, d.journey_version)] for d in due], dtype=np.int64)
+    journey_of = np.array([index[j] for j in due.journey], dtype=np.int64)
     node_number = {
         (int(j), node_id): g
         for g, (j, node_id) in enumerate(
@@ -261,148 +329,139 @@ def _plan_and_gate(
         )
     }
     node_of = np.array(
-        [node_number[(j, d.node_id)] for j, d in zip(journey_of.tolist(), due, strict=True)],
+        [node_number[key] for key in zip(journey_of.tolist(), due.node_id, strict=True)],
         dtype=np.int64,
     )
     t = int(now.timestamp())
     state = Enrolments(
         journey=journey_of,
         node=node_of,
-        entered_at=np.array([int(d.entered_at.timestamp()) for d in due], dtype=np.int64),
-        enrolled_at=np.array([int(d.enrolled_at.timestamp()) for d in due], dtype=np.int64),
-        wake_at=np.array(
-            [int(d.wake_at.timestamp()) if d.wake_at else t for d in due], dtype=np.int64
-        ),
-        step=np.array([d.step for d in due], dtype=np.int64),
+        entered_at=due.entered_at,
+        enrolled_at=due.enrolled_at,
+        wake_at=np.where(due.wake_at < 0, t, due.wake_at),
+        step=due.step,
         done=np.zeros(len(due), dtype=bool),
     )
-    facts, contacts = _read_facts(store, [d.case_id for d in due], [d.case_text for d in due], now)
-    decisions, after = plan(program, state, facts, now, zone)
-    recent = store.recent_written(
-        sorted({d.debtor_id for d in due}, key=str), now - policy.written_window
-    )
-    sent_now: dict[Key, list[tuple[str, dt.datetime]]] = {}
+    gate = _read_facts(store, due.case, due.case_text, now)
+    decisions, after = plan(program, state, gate.facts, now, zone)
+    recent = store.recent_written(due.debtor, now - policy.written_window)
+    planned: dict[Key, list[tuple[str, dt.datetime]]] = {}
     outbox: list[OutboxEntry] = []
     log: list[tuple[Key, str, str, str, str | None, str]] = []
     arms: dict[int, dict[str, str]] = {}
     exits: dict[int, str] = {}
+    journey_names = [f"{j.key}@{j.version}" for j in journeys]
+    statuses = {"send": "queued", "delay": "delayed", "skip": "skipped", "review": "review"}
+    no_contacts: list[tuple[str, dt.datetime]] = []
     for row, kind, node, step, detail in zip(
         decisions.row, decisions.kind, decisions.node, decisions.step, decisions.detail, strict=True
     ):
-        d = due[row]
-        journey = f"{d.journey_key}@{d.journey_version}"
+        case, debtor, text = due.case[row], due.debtor[row], due.case_text[row]
+        journey = journey_names[journey_of[row]]
         node_id = program.node_id[node]
         result.decisions[kind.name.lower()] += 1
         if kind is Kind.ARM:
-            arms.setdefault(row, dict(d.arms))[detail[0]] = detail[1]
+            arms.setdefault(row, json.loads(due.arms[row]))[detail[0]] = detail[1]
             continue
         if kind is Kind.EXIT:
             exits[row] = str(detail)
             result.exits[str(detail)] += 1
             continue
+        # What the person already got and what this tick already plans for them.
+        contacts = recent.get(debtor, no_contacts) + planned.get(debtor, no_contacts)
         if kind is Kind.SEND:
             node_model = program.nodes[node]
             reminded = False
             for channel in detail or (None,):
-                aid = attempt_id(d.case_text, journey, node_id, step, channel)
+                aid = attempt_id(text, journey, node_id, step, channel)
                 if channel is None:
                     verdict, not_before, reason = "skip", now, "no reachable channel"
                 else:
-                    # Seen by the gate with what this tick already planned for the person.
-                    gate = check_send(
-                        _now_facts(contacts[row], recent, sent_now, d), channel, now, policy
-                    )
-                    verdict, reason = gate.verdict, gate.reason
-                    not_before = gate.not_before or now
+                    decision = gate.check_send(row, channel, contacts, now, policy)
+                    verdict, reason = decision.verdict, decision.reason
+                    not_before = decision.not_before or now
                     if verdict in ("send", "delay"):
-                        sent_now.setdefault(d.debtor_id, []).append((channel, not_before))
+                        planned.setdefault(debtor, []).append((channel, not_before))
+                        contacts = [*contacts, (channel, not_before)]
                         if node_model.reminder and not reminded:
                             # A later fee node of this tick must know this reminder went.
                             reminded = True
-                            before = contacts[row]
-                            contacts[row] = replace(
-                                before,
-                                reminders_sent=before.reminders_sent + 1,
-                                first_reminder=before.first_reminder
-                                or (not_before, channel != "letter"),
-                            )
-                status = {
-                    "send": "queued",
-                    "delay": "delayed",
-                    "skip": "skipped",
-                    "review": "review",
-                }[verdict]
+                            gate.note_reminder(row, not_before, channel)
                 result.verdicts[verdict] += 1
                 outbox.append(
                     OutboxEntry(
-                        aid, d.case_id, d.debtor_id, journey, node_id, step, "send", channel,
-                        node_model.template, node_model.reminder, None, status, not_before, reason,
+                        aid, case, debtor, journey, node_id, step, "send", channel,
+                        node_model.template, node_model.reminder, None, statuses[verdict],
+                        not_before, reason,
                     )
                 )  # fmt: skip
-                log.append((d.case_id, aid, "plan", verdict, channel, reason))
+                log.append((case, aid, "plan", verdict, channel, reason))
             continue
-        contact = _now_facts(contacts[row], recent, sent_now, d)
+        aid = attempt_id(text, journey, node_id, step, None)
         if kind is Kind.TASK:
-            aid = attempt_id(d.case_text, journey, node_id, step, None)
             task_kind, script = detail
             channel = "phone" if task_kind == "call" else None
             outbox.append(
                 OutboxEntry(
-                    aid, d.case_id, d.debtor_id, journey, node_id, step, "task", channel, script,
+                    aid, case, debtor, journey, node_id, step, "task", channel, script,
                     False, None, "queued", now, f"agent task: {task_kind}",
                 )
             )  # fmt: skip
-        else:
-            aid = attempt_id(d.case_text, journey, node_id, step, None)
-            fee = check_fee(contact, FeeKind(detail), now, policy)
-            booked = fee.amount_minor > 0  # a fee takes effect when decided
-            result.verdicts["fee" if booked else "fee_refused"] += 1
-            if booked:  # what the law still allows shrinks at once, within this tick too
-                field_name = {
-                    FeeKind.REMINDER_FEE: "fees_charged_minor",
-                    FeeKind.FLAT_INDEMNITY: "indemnity_charged_minor",
-                    FeeKind.LATE_INTEREST: "interest_charged_minor",
-                }[FeeKind(detail)]
-                before = contacts[row]
-                contacts[row] = replace(
-                    before, **{field_name: getattr(before, field_name) + fee.amount_minor}
-                )
-            outbox.append(
-                OutboxEntry(
-                    aid, d.case_id, d.debtor_id, journey, node_id, step, "fee", None, str(detail),
-                    False, fee.amount_minor, "sent" if booked else "skipped", now, fee.reason,
-                    now if booked else None,
-                )
-            )  # fmt: skip
-            log.append(
-                (d.case_id, aid, "plan", "fee" if fee.amount_minor else "skip", None, fee.reason)
+            continue
+        fee_kind = FeeKind(detail)
+        fee = check_fee(gate.contact(row, tuple(contacts)), fee_kind, now, policy)
+        booked = fee.amount_minor > 0  # a fee takes effect when decided
+        result.verdicts["fee" if booked else "fee_refused"] += 1
+        if booked:  # what the law still allows shrinks at once, within this tick too
+            gate.note_fee(row, fee_kind, fee.amount_minor)
+        outbox.append(
+            OutboxEntry(
+                aid, case, debtor, journey, node_id, step, "fee", None, str(detail),
+                False, fee.amount_minor, "sent" if booked else "skipped", now, fee.reason,
+                now if booked else None,
             )
+        )  # fmt: skip
+        log.append((case, aid, "plan", "fee" if booked else "skip", None, fee.reason))
     result.outbox = store.add_outbox(outbox, now)
     store.log_policy(log, now)
+    _write_enrolments(store, program, due, state, after, arms, exits)
+
+
+def _write_enrolments(
+    store: JourneyStore,
+    program: Program,
+    due: DueBatch,
+    before: Enrolments,
+    after: Enrolments,
+    arms: dict[int, dict[str, str]],
+    exits: dict[int, str],
+) -> None:
+    """Store where the cases that moved (or drew an arm) now stand."""
+    moved = (
+        (after.step != before.step)
+        | after.done
+        | (after.wake_at != before.wake_at)
+        | (after.entered_at != before.entered_at)
+    )
+    moved[list(arms)] = True
+    rows = np.flatnonzero(moved)
+    if not len(rows):
+        return
+    wake = np.where(after.done[rows] | (after.wake_at[rows] == NEVER), -1, after.wake_at[rows])
+    entered = store.writer.timestamps(after.entered_at[rows])
+    wakes = store.writer.timestamps(wake)
     updates = []
-    w = store.writer
-    for row, d in enumerate(due):
-        if (
-            after.step[row] == state.step[row]
-            and not after.done[row]
-            and after.wake_at[row] == state.wake_at[row]
-        ):
-            continue
-        wake = (
-            None
-            if after.done[row] or after.wake_at[row] == NEVER
-            else dt.datetime.fromtimestamp(int(after.wake_at[row]), dt.UTC)
-        )
+    for k, row in enumerate(rows.tolist()):
         updates.append(
             (
                 program.node_id[int(after.node[row])],
-                w.timestamp(dt.datetime.fromtimestamp(int(after.entered_at[row]), dt.UTC)),
-                w.timestamp(wake) if wake else None,
+                entered[k],
+                wakes[k],
                 int(after.step[row]),
                 bool(after.done[row]),
                 exits.get(row),
-                json.dumps(arms.get(row, d.arms)),
-                d.case_id,
+                json.dumps(arms[row]) if row in arms else due.arms[row],
+                due.case[row],
             )
         )
     store.update_enrolments(updates)
@@ -420,9 +479,9 @@ def contact_facts(
     store = JourneyStore(connection, creditor_id)
     case_key = case_id.bytes if store.sqlite else str(case_id)
     debtor_key = debtor_id.bytes if store.sqlite else str(debtor_id)
-    _, contacts = _read_facts(store, [case_key], [str(case_id)], now)
+    gate = _read_facts(store, [case_key], [str(case_id)], now)
     recent = store.recent_written([debtor_key], now - policy.written_window)
-    return replace(contacts[0], recent_contacts=tuple(recent.get(debtor_key, [])))
+    return gate.contact(0, tuple(recent.get(debtor_key, [])))
 
 
 # -- dispatch ------------------------------------------------------------------------------
@@ -467,11 +526,12 @@ def dispatch(
     done: Counter[str] = Counter()
     if not rows:
         return done
-    _, contacts = _read_facts(store, [r[2] for r in rows], [store.text(r[2]) for r in rows], now)
-    debtors = sorted({r[3] for r in rows}, key=str)
-    recent = store.recent_written(debtors, now - policy.written_window)
+    cases = list(dict.fromkeys(r[2] for r in rows))  # a case's messages share its facts
+    position = {case: i for i, case in enumerate(cases)}
+    gate = _read_facts(store, cases, [store.text(c) for c in cases], now)
+    recent = store.recent_written([r[3] for r in rows], now - policy.written_window)
     log = []
-    for row, (
+    for (
         outbox_id,
         attempt,
         case_key,
@@ -481,11 +541,12 @@ def dispatch(
         journey,
         node,
         reminder,
-    ) in enumerate(rows):
-        contact = replace(contacts[row], recent_contacts=tuple(recent.get(debtor_key, [])))
-        gate = check_send(contact, channel, now, policy)
-        log.append((case_key, attempt, "send", gate.verdict, channel, gate.reason))
-        if gate.verdict == "send":
+    ) in rows:
+        verdict = gate.check_send(
+            position[case_key], channel, recent.get(debtor_key, []), now, policy
+        )
+        log.append((case_key, attempt, "send", verdict.verdict, channel, verdict.reason))
+        if verdict.verdict == "send":
             message = {
                 "attempt_id": attempt,
                 "case": store.text(case_key),
@@ -500,13 +561,12 @@ def dispatch(
             store.set_status(outbox_id, "sent", None if written else "already written", now)
             recent.setdefault(debtor_key, []).append((channel, now))
             done["sent"] += 1
-        elif gate.verdict == "delay":
-            store.set_status(outbox_id, "delayed", gate.reason, None, gate.not_before)
+        elif verdict.verdict == "delay":
+            store.set_status(outbox_id, "delayed", verdict.reason, None, verdict.not_before)
             done["delayed"] += 1
         else:
-            store.set_status(
-                outbox_id, "skipped" if gate.verdict == "skip" else "review", gate.reason, None
-            )
-            done[gate.verdict] += 1
+            status = "skipped" if verdict.verdict == "skip" else "review"
+            store.set_status(outbox_id, status, verdict.reason, None)
+            done[verdict.verdict] += 1
     store.log_policy(log, now)
     return done

@@ -15,29 +15,35 @@ from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Connection
 
 from parcours.store.bulk import Key, PortfolioWriter
 
-__all__ = ["DueCase", "JourneyStore", "OutboxEntry"]
+__all__ = ["DueBatch", "JourneyStore", "OutboxEntry"]
 
 Row = tuple[Any, ...]
 EVENT_TYPES: Final = ("payment.booked", "promise.made", "message.replied", "message.clicked")
 
 
-@dataclass(frozen=True, slots=True)
-class DueCase:
-    case_id: Key
-    case_text: str  # the case UUID as text: seeds sticky splits, names attempts
-    debtor_id: Key
-    journey_key: str
-    journey_version: int
-    node_id: str
-    entered_at: dt.datetime
-    enrolled_at: dt.datetime
-    wake_at: dt.datetime | None
-    step: int
-    arms: dict[str, str]
+@dataclass
+class DueBatch:
+    """The due enrolments of a tick as columns (times in UTC seconds since the epoch)."""
+
+    case: list[Key]
+    debtor: list[Key]
+    journey: list[tuple[str, int]]  # (key, version)
+    node_id: list[str]
+    entered_at: npt.NDArray[np.int64]
+    enrolled_at: npt.NDArray[np.int64]
+    wake_at: npt.NDArray[np.int64]  # -1: none
+    step: npt.NDArray[np.int64]
+    arms: list[str]  # JSON text, parsed only where an arm is drawn
+    case_text: list[str]  # the case UUID as text: seeds sticky splits, names attempts
+
+    def __len__(self) -> int:
+        return len(self.case)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +179,13 @@ class JourneyStore:
 
     # -- due cases and their facts ---------------------------------------------------------
 
-    def due(self, now: dt.datetime, since: dt.datetime | None) -> list[DueCase]:
+    def epoch(self, column: str) -> str:
+        """SQL for a timestamp column as whole UTC seconds since the epoch (NULL stays)."""
+        if self.sqlite:
+            return f"CAST(strftime('%s', {column}) AS INTEGER)"
+        return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column})) AS BIGINT)"
+
+    def due(self, now: dt.datetime, since: dt.datetime | None) -> DueBatch:
         """Active enrolments whose wake time has come, or whose case had an event since the
         last tick (an event may end a wait early)."""
         woken = ""
@@ -186,44 +198,48 @@ class JourneyStore:
                 f"AND ev.recorded_at > ? AND ev.type IN ({types}))"
             )
             params.append(self.writer.timestamp(since))
+        arms = "e.arms" if self.sqlite else "e.arms::text"
         rows = self._rows(
             f"SELECT {self._id('e.case_id')}, {self._id('c.debtor_id')}, e.journey_key, "
-            "e.journey_version, e.node_id, e.entered_at, e.enrolled_at, e.wake_at, e.step, e.arms "
-            "FROM enrolments e JOIN cases c ON c.id = e.case_id AND c.creditor_id = e.creditor_id "
+            f"e.journey_version, e.node_id, {self.epoch('e.entered_at')}, "
+            f"{self.epoch('e.enrolled_at')}, COALESCE({self.epoch('e.wake_at')}, -1), e.step, "
+            f"{arms} FROM enrolments e "
+            "JOIN cases c ON c.id = e.case_id AND c.creditor_id = e.creditor_id "
             # `done = false`, not `NOT done`: the (creditor, done, wake_at) index serves it.
             f"WHERE e.creditor_id = ? AND e.done = {self.false} AND (e.wake_at <= ?{woken})",
             params,
         )
-        out = []
-        for case, debtor, key, version, node, entered, enrolled, wake, step, arms in rows:
-            entered_at, enrolled_at = self.utc(entered), self.utc(enrolled)
-            assert entered_at is not None
-            assert enrolled_at is not None
-            out.append(
-                DueCase(
-                    self._key(case), self.text(case), self._key(debtor), key, int(version),
-                    node, entered_at, enrolled_at, self.utc(wake), int(step),
-                    json.loads(arms) if isinstance(arms, str) else dict(arms or {}),
-                )
-            )  # fmt: skip
-        return out
+        n = len(rows)
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 10
+        case, debtor, keys, versions, nodes, entered, enrolled, wake, step, arm_texts = columns
+        ints = [np.fromiter(c, dtype=np.int64, count=n) for c in (entered, enrolled, wake, step)]
+        if self.sqlite:
+            cases = [bytes(c) for c in case]
+            texts = [str(UUID(bytes=c)) for c in cases]
+            debtors: list[Key] = [bytes(d) for d in debtor]
+        else:
+            cases, texts, debtors = list(case), list(case), list(debtor)
+        return DueBatch(
+            case=list(cases), debtor=debtors, journey=list(zip(keys, versions, strict=True)),
+            node_id=list(nodes), entered_at=ints[0], enrolled_at=ints[1], wake_at=ints[2],
+            step=ints[3], arms=[a or "{}" for a in arm_texts], case_text=texts,
+        )  # fmt: skip
 
-    def _stage(self, cases: Sequence[Key]) -> None:
-        """Put the tick's cases in a temporary table for the fact queries to join."""
+    def _stage(self, table: str, keys: Iterable[Key]) -> None:
+        """Put a tick's ids in a temporary table for the fact queries to join."""
         kind = "BLOB" if self.sqlite else "uuid"
         self.connection.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS tick_cases (id {kind} PRIMARY KEY)"
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} (id {kind} PRIMARY KEY)"
         )
-        self.connection.exec_driver_sql("DELETE FROM tick_cases")
-        if cases:
-            self.connection.exec_driver_sql(
-                f"INSERT INTO tick_cases (id) VALUES ({self.mark})", [(c,) for c in set(cases)]
-            )
+        self.connection.exec_driver_sql(f"DELETE FROM {table}")
+        rows = [(k,) for k in set(keys)]
+        if rows:
+            self.connection.exec_driver_sql(f"INSERT INTO {table} (id) VALUES ({self.mark})", rows)
 
     def facts(self, cases: Sequence[Key]) -> dict[str, dict[Key, Row]]:
         """Facts of these cases by kind: balance and oldest due date, debtor, promise,
         events (latest per type), sends so far — each keyed by case id."""
-        self._stage(cases)
+        self._stage("tick_cases", cases)
         day = (
             "CAST(julianday(MIN(i.due_date)) - 2440587.5 AS INTEGER)"
             if self.sqlite
@@ -257,12 +273,13 @@ class JourneyStore:
         )
         types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
         out["events"] = self._grouped(
-            f"SELECT {case}, e.type, MAX(e.occurred_at) FROM tick_cases t "
+            f"SELECT {case}, e.type, {self.epoch('MAX(e.occurred_at)')} FROM tick_cases t "
             "JOIN events e ON e.case_id = t.id AND e.creditor_id = ? "
             f"WHERE e.type IN ({types}) GROUP BY t.id, e.type"
         )
         out["sent"] = self._grouped(
-            f"SELECT {case}, o.channel, o.sent_at, o.reminder, o.kind, o.amount_minor, o.template "
+            f"SELECT {case}, o.channel, {self.epoch('o.sent_at')}, o.reminder, o.kind, "
+            "o.amount_minor, o.template "
             "FROM tick_cases t JOIN outbox o ON o.case_id = t.id AND o.creditor_id = ? "
             "WHERE o.status = 'sent' ORDER BY o.sent_at"
         )
@@ -278,22 +295,19 @@ class JourneyStore:
         return {k: tuple(v) for k, v in grouped.items()}
 
     def recent_written(
-        self, debtors: Sequence[Key], since: dt.datetime
+        self, debtors: Iterable[Key], since: dt.datetime
     ) -> dict[Key, list[tuple[str, dt.datetime]]]:
         """Messages sent to these debtors since `since`, for the contact caps."""
-        if not debtors:
-            return {}
-        wanted = set(debtors)
+        self._stage("tick_debtors", debtors)
         out: dict[Key, list[tuple[str, dt.datetime]]] = {}
         for debtor, channel, at in self._rows(
-            f"SELECT {self._id('o.debtor_id')}, o.channel, o.sent_at FROM outbox o "
-            "WHERE o.creditor_id = ? AND o.status = 'sent' AND o.kind = 'send' AND o.sent_at >= ?",
+            f"SELECT {self._id('t.id')}, o.channel, {self.epoch('o.sent_at')} "
+            "FROM tick_debtors t JOIN outbox o ON o.debtor_id = t.id AND o.creditor_id = ? "
+            "WHERE o.status = 'sent' AND o.kind = 'send' AND o.sent_at >= ?",
             [self.writer.timestamp(since)],
         ):
-            key = self._key(debtor)
-            when = self.utc(at)
-            if key in wanted and when is not None:
-                out.setdefault(key, []).append((channel, when))
+            when = dt.datetime.fromtimestamp(at, dt.UTC)
+            out.setdefault(self._key(debtor), []).append((channel, when))
         return out
 
     # -- writes ----------------------------------------------------------------------------
