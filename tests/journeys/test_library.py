@@ -1063,3 +1063,28 @@ def test_the_library_loader_reads_every_journey_and_finds_one_per_persona() -> N
     assert library.for_persona(None) == journey("universal")
     for key in catalog():
         assert library.for_persona(key) == journey(key)
+
+
+@pytest.mark.parametrize("journey", list(load_library()), ids=lambda j: j.key)
+def test_stage_entries_follow_the_reminders_of_each_journey(journey: Journey) -> None:
+    """Entry 0 is the start; entry r is reached only through a reminder send, and no path
+    from the start reaches it with fewer than r reminders."""
+    entries = journey.stage_entries()
+    assert entries[0] == journey.start
+    reminders = [n for n in journey.nodes if isinstance(n, SendNode) and n.reminder]
+    assert len(entries) - 1 <= len(reminders)
+    after_reminder = {n.next for n in reminders}
+    by_id = {n.id: n for n in journey.nodes}
+    for r, entry in enumerate(entries[1:], start=1):
+        assert entry in after_reminder
+        # Fewest reminders on any path from the start to `entry` (0-1 breadth-first).
+        fewest = {journey.start: 0}
+        todo = [journey.start]
+        while todo:
+            node = by_id[todo.pop(0)]
+            cost = int(isinstance(node, SendNode) and node.reminder)
+            for source, _, target in journey.edges():
+                if source == node.id and fewest[node.id] + cost < fewest.get(target, 99):
+                    fewest[target] = fewest[node.id] + cost
+                    todo.append(target)
+        assert fewest[entry] == r

@@ -19,7 +19,7 @@ from parcours.domain.journey import Journey
 from parcours.ingest import ImportKind
 from parcours.journeys.library import Library
 from parcours.runtime.tick import FileOutbox, dispatch, run_tick
-from parcours.store.schema import EnrolmentRow, OutboxRow, PolicyLogRow
+from parcours.store.schema import CaseRow, EnrolmentRow, OutboxRow, PolicyLogRow
 from parcours.store.uow import UnitOfWork
 from tests.ingest.test_import import run_import, write_csv
 
@@ -373,3 +373,69 @@ def test_an_experiment_draws_sticky_arms_at_enrolment_and_holds_out_some_cases(
         tick(engine, START + dt.timedelta(days=day), tmp_path / "outbox", library)
     contacted = {r[0] for r in rows(engine, OutboxRow.case_id)}
     assert contacted and not held & contacted  # the holdout is never contacted
+
+
+def test_a_reclassified_case_moves_to_the_equivalent_step_of_its_new_journey(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Alice starts unclassified (the universal ladder); after her first reminder an
+    operator makes her The Occasional: she continues on that journey after its first
+    reminder — never gets a first reminder again — and her clock is kept."""
+    from parcours.journeys.library import load_library
+    from parcours.runtime.personas import assign_by_operator
+    from parcours.store.schema import DebtorRow
+
+    load(engine, tmp_path)
+    journeys = load_library()
+    outbox = tmp_path / "outbox"
+    day = 0
+    while True:
+        tick(engine, START + dt.timedelta(days=day), outbox, journeys)
+        sent = rows(engine, OutboxRow.template, OutboxRow.reminder, OutboxRow.sent_at)
+        if any(reminder and at is not None for _, reminder, at in sent):
+            break
+        day += 1
+        assert day < 40, "the universal ladder never sent a first reminder"
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        connection = uow.connection()
+        alice = connection.execute(select(DebtorRow.id).where(DebtorRow.ref == "D1")).scalar_one()
+        case = connection.execute(select(CaseRow.id).where(CaseRow.debtor_id == alice)).scalar_one()
+        now = START + dt.timedelta(days=day, hours=2)
+        assign_by_operator(connection, creditor.id, alice, "occasional", now, "test")
+        uow.commit()
+
+    def enrolment() -> tuple[Any, ...]:
+        with engine.connect() as connection:
+            e = EnrolmentRow
+            found = connection.execute(
+                select(e.journey_key, e.node_id, e.persona, e.wake_at).where(e.case_id == case)
+            )
+            return tuple(found.one())
+
+    key, _, persona, wake = enrolment()
+    assert persona is None and key == "universal"
+    assert wake is not None and wake <= now  # made due at once
+    before = {r[0] for r in rows(engine, OutboxRow.attempt_id)}
+    result, _ = tick(engine, now + dt.timedelta(hours=1), outbox, journeys)
+    assert result.reclassified == 1
+    key, node, persona, _ = enrolment()
+    assert key == "occasional" and persona == "occasional"
+    occasional = journeys.latest("occasional")
+    # After one reminder: the node after the Occasional's first reminder (its one-week
+    # watch, which counts from when her reminder went, may already be over).
+    assert node in {occasional.stage_entries()[1], *_next_ids(occasional, "watch_r1")}
+    logged = rows(engine, PolicyLogRow.stage, PolicyLogRow.reason)
+    assert any(stage == "move" and "universal" in reason for stage, reason in logged)
+    for extra in range(1, 40):
+        tick(engine, now + dt.timedelta(days=extra), outbox, journeys)
+    new = rows(engine, OutboxRow.attempt_id, OutboxRow.template, OutboxRow.journey)
+    occasional_rows = [t for a, t, j in new if a not in before and j.startswith("occasional")]
+    assert occasional_rows, "the moved case is never contacted again"
+    assert not {"pre_due", "reminder_1_phone", "reminder_1"} & set(occasional_rows)
+
+
+def _next_ids(journey: Journey, node_id: str) -> set[str]:
+    """Nodes one step after `node_id` (the watch may already have timed out)."""
+    return {target for source, _, target in journey.edges() if source == node_id}

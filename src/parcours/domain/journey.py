@@ -305,6 +305,37 @@ class Journey(_Strict):
         """(from, label, to) for every edge, for diagrams."""
         return [(n.id, where, target) for n in self.nodes for where, target in _targets(n)]
 
+    def stage_entries(self) -> tuple[str, ...]:
+        """Where a case continues on this journey after `r` Book XIX reminders: entry `r`
+        is the start for 0, else the node after the earliest `r`-th reminder.
+
+        "Earliest" is by fewest reminders, then breadth-first from the start in node
+        order, so the answer is deterministic. Used to move a reclassified case to the
+        equivalent step of its new persona's journey: it neither gets its first reminder
+        again nor skips one.
+        """
+        by_id = {n.id: n for n in self.nodes}
+        depth = {self.start: 0}  # fewest reminders sent before reaching a node
+        entries = [self.start]
+        frontier = [self.start]
+        while frontier:  # one breadth-first pass per reminder count
+            queue, after = list(frontier), []
+            while queue:
+                node = by_id[queue.pop(0)]
+                reminder = isinstance(node, SendNode) and node.reminder
+                for _, target in _targets(node):
+                    if reminder:
+                        after.append(target)
+                    elif target not in depth:
+                        depth[target] = depth[node.id]
+                        queue.append(target)
+            frontier = list(dict.fromkeys(t for t in after if t not in depth))
+            for target in frontier:
+                depth[target] = len(entries)
+            if frontier:
+                entries.append(frontier[0])
+        return tuple(entries)
+
 
 class ExperimentArm(_Strict):
     name: Key

@@ -49,6 +49,7 @@ from parcours.personas.model import (
 )
 from parcours.personas.survey import score_answers
 from parcours.store.bulk import Key
+from parcours.store.journeys import JourneyStore
 from parcours.store.personas import PersonaStore, StoredResponse, persona_references
 
 __all__ = [
@@ -399,6 +400,8 @@ def classify_portfolio(
             flush()
     stage("storing")
     flush()
+    if result.changed:  # cases on the journey of a persona their debtor no longer has
+        JourneyStore(connection, creditor.id).wake_reclassified(policy.now)
     result.timings["decide"] = tick() - mark - storing
     result.timings["store"] = storing
     result.timings["total"] = tick() - start
@@ -423,6 +426,7 @@ def record_objection(
     changed = store.set_objection(debtor_id, objects, now)
     if changed and objects:
         store.assign_one(debtor_id, None, AssignmentSource.OBJECTION, [], now)
+        JourneyStore(connection, creditor_id).wake_reclassified(now)
     return changed
 
 
@@ -438,6 +442,7 @@ def assign_by_operator(
     PersonaStore(connection, creditor_id).assign_one(
         debtor_id, persona, AssignmentSource.OPERATOR, [["operator", note, 1.0]], now
     )
+    JourneyStore(connection, creditor_id).wake_reclassified(now)
 
 
 # -- explanation ---------------------------------------------------------------------------

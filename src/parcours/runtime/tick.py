@@ -84,6 +84,7 @@ class TickResult:
     verdicts: Counter[str] = field(default_factory=Counter)
     exits: Counter[str] = field(default_factory=Counter)
     outbox: int = 0
+    reclassified: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +94,7 @@ class TickResult:
             "verdicts": dict(self.verdicts),
             "exits": dict(self.exits),
             "outbox_rows": self.outbox,
+            "reclassified": self.reclassified,
         }
 
 
@@ -343,6 +345,8 @@ def _plan_and_gate(
         done=np.zeros(len(due), dtype=bool),
     )
     gate = _read_facts(store, due.case, due.case_text, now)
+    moved = _reclassify(program, library, due, state, gate, t)
+    result.reclassified = len(moved)
     decisions, after = plan(program, state, gate.facts, now, zone)
     recent = store.recent_written(due.debtor, now - policy.written_window)
     planned: dict[Key, list[tuple[str, dt.datetime]]] = {}
@@ -422,9 +426,60 @@ def _plan_and_gate(
             )
         )  # fmt: skip
         log.append((case, aid, "plan", "fee" if booked else "skip", None, fee.reason))
+    for row, reason in moved.items():
+        aid = attempt_id(due.case_text[row], "reclassified", reason, int(due.step[row]), None)
+        log.append((due.case[row], aid, "move", "move", None, reason))
     result.outbox = store.add_outbox(outbox, now)
     store.log_policy(log, now)
-    _write_enrolments(store, program, due, state, after, arms, exits)
+    _write_enrolments(store, program, due, state, after, arms, exits, moved)
+
+
+def _reclassify(
+    program: Program,
+    library: Library,
+    due: DueBatch,
+    state: Enrolments,
+    gate: GateFacts,
+    now: int,
+) -> dict[int, str]:
+    """Move the due cases whose debtor changed persona to the new persona's journey.
+
+    Only cases that follow their persona move (an experiment arm that pinned another
+    journey keeps it). The case continues at the equivalent step — after as many Book XIX
+    reminders as it already had (`Journey.stage_entries`) — with its clock: the node is
+    entered when its last reminder went (when it was enrolled, if none), so a wait counts
+    from there; caps need nothing, they are read from what was sent. Returns row → reason.
+    """
+    moved: dict[int, str] = {}
+    current = gate.facts.persona
+    for row in range(len(due)):
+        old, new = due.persona[row], current[row]
+        if old == new:
+            continue
+        key, _ = due.journey[row]
+        if key != _journey_for(library, old, False).key:
+            due.persona[row] = new  # pinned by an experiment arm: recorded, not moved
+            moved[row] = f"persona {old} -> {new}: stays on {key} (experiment arm)"
+            continue
+        target = _journey_for(library, new, False)
+        due.persona[row] = new
+        if target.key == key:
+            moved[row] = f"persona {old} -> {new}: same journey {key}"
+            continue
+        reminders = gate.reminders.get(row, [])
+        entries = target.stage_entries()
+        node = entries[min(len(reminders), len(entries) - 1)]
+        j = program.journey_index(target.key, target.version)
+        state.journey[row] = j
+        state.node[row] = program.node_index(j, node)
+        state.entered_at[row] = reminders[-1][0] if reminders else due.enrolled_at[row]
+        state.wake_at[row] = now
+        due.journey[row] = (target.key, target.version)
+        moved[row] = (
+            f"persona {old} -> {new}: {key}@{due.journey[row][1]} -> {target.name} "
+            f"at {node} after {len(reminders)} reminder(s)"
+        )
+    return moved
 
 
 def _write_enrolments(
@@ -435,15 +490,16 @@ def _write_enrolments(
     after: Enrolments,
     arms: dict[int, dict[str, str]],
     exits: dict[int, str],
+    reclassified: dict[int, str],
 ) -> None:
-    """Store where the cases that moved (or drew an arm) now stand."""
+    """Store where the cases that moved (or drew an arm, or changed persona) now stand."""
     moved = (
         (after.step != before.step)
         | after.done
         | (after.wake_at != before.wake_at)
         | (after.entered_at != before.entered_at)
     )
-    moved[list(arms)] = True
+    moved[[*arms, *reclassified]] = True
     rows = np.flatnonzero(moved)
     if not len(rows):
         return
@@ -452,8 +508,12 @@ def _write_enrolments(
     wakes = store.writer.timestamps(wake)
     updates = []
     for k, row in enumerate(rows.tolist()):
+        key, version = due.journey[row]
         updates.append(
             (
+                key,
+                version,
+                due.persona[row],
                 program.node_id[int(after.node[row])],
                 entered[k],
                 wakes[k],

@@ -35,6 +35,7 @@ class DueBatch:
     debtor: list[Key]
     journey: list[tuple[str, int]]  # (key, version)
     node_id: list[str]
+    persona: list[str | None]  # the persona the case's journey was chosen for
     entered_at: npt.NDArray[np.int64]
     enrolled_at: npt.NDArray[np.int64]
     wake_at: npt.NDArray[np.int64]  # -1: none
@@ -201,7 +202,7 @@ class JourneyStore:
         arms = "e.arms" if self.sqlite else "e.arms::text"
         rows = self._rows(
             f"SELECT {self._id('e.case_id')}, {self._id('c.debtor_id')}, e.journey_key, "
-            f"e.journey_version, e.node_id, {self.epoch('e.entered_at')}, "
+            f"e.journey_version, e.node_id, e.persona, {self.epoch('e.entered_at')}, "
             f"{self.epoch('e.enrolled_at')}, COALESCE({self.epoch('e.wake_at')}, -1), e.step, "
             f"{arms} FROM enrolments e "
             "JOIN cases c ON c.id = e.case_id AND c.creditor_id = e.creditor_id "
@@ -210,8 +211,10 @@ class JourneyStore:
             params,
         )
         n = len(rows)
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 10
-        case, debtor, keys, versions, nodes, entered, enrolled, wake, step, arm_texts = columns
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 11
+        case, debtor, keys, versions, nodes, personas, entered, enrolled, wake, step, arm_texts = (
+            columns
+        )
         ints = [np.fromiter(c, dtype=np.int64, count=n) for c in (entered, enrolled, wake, step)]
         if self.sqlite:
             cases = [bytes(c) for c in case]
@@ -221,8 +224,9 @@ class JourneyStore:
             cases, texts, debtors = list(case), list(case), list(debtor)
         return DueBatch(
             case=list(cases), debtor=debtors, journey=list(zip(keys, versions, strict=True)),
-            node_id=list(nodes), entered_at=ints[0], enrolled_at=ints[1], wake_at=ints[2],
-            step=ints[3], arms=[a or "{}" for a in arm_texts], case_text=texts,
+            node_id=list(nodes), persona=list(personas), entered_at=ints[0],
+            enrolled_at=ints[1], wake_at=ints[2], step=ints[3],
+            arms=[a or "{}" for a in arm_texts], case_text=texts,
         )  # fmt: skip
 
     def _stage(self, table: str, keys: Iterable[Key]) -> None:
@@ -360,16 +364,32 @@ class JourneyStore:
         )
 
     def update_enrolments(self, rows: Sequence[Row]) -> None:
-        """(node, entered_at, wake_at, step, done, exit_reason, arms json, case id) each."""
+        """(journey key, version, persona, node, entered_at, wake_at, step, done,
+        exit_reason, arms json, case id) each."""
         if not rows:
             return
         w = self.writer
         m = self.mark
         self.connection.exec_driver_sql(
-            f"UPDATE enrolments SET node_id = {m}, entered_at = {m}, wake_at = {m}, step = {m}, "
-            f"done = {m}, exit_reason = {m}, arms = {m} WHERE case_id = {m} AND creditor_id = {m}",
-            [(*r[:7], r[7], w.creditor_key) for r in rows],
+            f"UPDATE enrolments SET journey_key = {m}, journey_version = {m}, persona = {m}, "
+            f"node_id = {m}, entered_at = {m}, wake_at = {m}, step = {m}, done = {m}, "
+            f"exit_reason = {m}, arms = {m} WHERE case_id = {m} AND creditor_id = {m}",
+            [(*r, w.creditor_key) for r in rows],
         )
+
+    def wake_reclassified(self, now: dt.datetime) -> int:
+        """Make due at `now` the active enrolments whose debtor's persona is no longer the
+        one their journey was chosen for: the next tick moves them (reclassification)."""
+        result = self.connection.exec_driver_sql(
+            f"UPDATE enrolments SET wake_at = {self.mark} "
+            f"WHERE creditor_id = {self.mark} AND done = {self.false} "
+            "AND COALESCE(persona, '') <> COALESCE(("
+            "SELECT p.persona FROM cases c JOIN debtor_personas p "
+            "ON p.debtor_id = c.debtor_id AND p.creditor_id = c.creditor_id "
+            "WHERE c.id = enrolments.case_id AND c.creditor_id = enrolments.creditor_id), '')",
+            (self.writer.timestamp(now), self.writer.creditor_key),
+        )
+        return int(result.rowcount)
 
     # -- dispatch --------------------------------------------------------------------------
 
