@@ -3,6 +3,7 @@ real kill between sending and committing."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import os
@@ -294,6 +295,34 @@ def test_a_fee_sees_the_reminder_decided_in_the_same_tick(engine: Engine, tmp_pa
     # Alice has an e-mail address: her second reminder carries the EUR 7.50 fee. The
     # others had no reachable channel: no reminder went, so no fee either.
     assert sorted(charged) == [("fee", 0, "skipped"), ("fee", 0, "skipped"), ("fee", 750, "sent")]
+
+
+def test_a_reminder_fee_after_a_letter_adds_the_postage(engine: Engine, tmp_path: Path) -> None:
+    from parcours.journeys.law import LawConfig
+    from parcours.journeys.policy import PolicyConfig
+
+    load(engine, tmp_path)
+    by_letter = copy.deepcopy(SECOND_FEE)
+    for node in by_letter["nodes"]:
+        if node["type"] == "send":
+            node["channels"] = ["letter"]
+    fees = Library([Journey.model_validate(by_letter)])
+    policy = PolicyConfig(law=LawConfig(postage_minor=165))
+    for day in range(0, 30):
+        with UnitOfWork(engine) as uow:
+            creditor = uow.creditors.by_name("acme")
+            assert creditor is not None
+            now = START + dt.timedelta(days=day)
+            run_tick(uow.connection(), creditor.id, fees, now, policy=policy)
+            dispatch(uow.connection(), creditor.id, FileOutbox(tmp_path / "out"), now)
+            uow.commit()
+    charged = sorted(
+        amount
+        for kind, amount in rows(engine, OutboxRow.kind, OutboxRow.amount_minor)
+        if kind == "fee"
+    )
+    # Every debtor has a postal address: each second letter carries €7.50 + €1.65 postage.
+    assert charged == [915, 915, 915]
 
 
 QUIET: dict[str, Any] = {

@@ -413,7 +413,10 @@ def _plan_and_gate(
             )  # fmt: skip
             continue
         fee_kind = FeeKind(detail)
-        fee = check_fee(gate.contact(row, tuple(contacts)), fee_kind, now, policy)
+        # Postage is added to a reminder fee when the reminder it follows went by post.
+        reminders = gate.reminders.get(row)
+        by_post = reminders is not None and reminders[-1][1] == "letter"
+        fee = check_fee(gate.contact(row, tuple(contacts)), fee_kind, now, policy, by_post=by_post)
         booked = fee.amount_minor > 0  # a fee takes effect when decided
         result.verdicts["fee" if booked else "fee_refused"] += 1
         if booked:  # what the law still allows shrinks at once, within this tick too
