@@ -12,11 +12,17 @@ DEMO_DEBTORS ?= 10000
 # Byte-code caching makes every CLI start about a second faster.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install demo test lint format bench clean lock
+# Debian packages the project needs: zbar decodes the EPC QR codes in the letter tests,
+# poppler's pdftoppm rasterises letters for it, DejaVu is the letters' font.
+SYSTEM_PACKAGES := libzbar0 poppler-utils fonts-dejavu-core
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install system demo test lint format bench clean lock
 
 help:
 	@echo "make demo   - install into .venv, generate a 10,000-debtor portfolio, import it,"
 	@echo "              classify every debtor into a persona, run ten days of journeys (SQLite)"
+	@echo "              leaving the e-mails, SMS and PDF letters in demo/outbox/"
 	@echo "make test   - install, then run the test suite (SQLite and PostgreSQL)"
 	@echo "make lint   - ruff and mypy --strict"
 	@echo "make bench  - benchmarks under bench/ (each prints one JSON line)"
@@ -31,7 +37,16 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-demo: $(STAMP)
+system:
+	@missing=""; for package in $(SYSTEM_PACKAGES); do \
+		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: $(STAMP) system
 	@rm -rf demo && mkdir -p demo
 	cd demo && $(PARCOURS) init
 	cd demo && $(PARCOURS) generate --debtors $(DEMO_DEBTORS) --seed 7 --out portfolio
@@ -46,11 +61,12 @@ demo: $(STAMP)
 	cd demo && $(PARCOURS) run --at "$$(date -d '+3 days 10:00' +%FT%T)"
 	cd demo && $(PARCOURS) run --at "$$(date -d '+10 days 10:00' +%FT%T)"
 	cd demo && $(PARCOURS) policy explain C-D0000001 --at "$$(date -d '+10 days 10:00' +%FT%T)"
-	@echo "messages written to demo/outbox/: $$(ls demo/outbox | wc -l)"
+	cd demo && $(PARCOURS) messages preview --journey occasional --step send_r1 --lang nl --channel sms --case C-D0000001
+	@echo "written to demo/outbox/ (e-mails, SMS, letters): $$(ls demo/outbox | sed -E 's/^[^.]+\.//' | sort | uniq -c | tr -s ' ' | paste -sd,)"
 	cd demo && $(PARCOURS) status
 	cd demo && $(PARCOURS) cases list --limit 5
 
-test: $(STAMP)
+test: $(STAMP) system
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -66,6 +82,7 @@ bench: $(STAMP)
 	$(PY) bench/import.py
 	$(PY) bench/personas.py
 	$(PY) bench/planner.py
+	$(PY) bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Channels: what a message says (content, templates) and the providers that carry it."""

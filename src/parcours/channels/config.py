@@ -1,0 +1,225 @@
+"""Each creditor's channel set-up: the profile its messages show, and who carries each
+channel — read from a YAML file (`PARCOURS_CHANNELS_FILE`), validated with pydantic.
+
+    creditors:
+      Demo Energy:
+        profile: {name: Demo Energy SA, iban: BE71096123456769, ...}
+        providers:
+          email: {provider: smtp, host: smtp.example.be, port: 587, security: starttls}
+          sms: {provider: sms-http, preset: twilio, ...}
+
+A channel without a provider goes to the file outbox. Providers are plugins: entry points
+in the `parcours.providers` group name a class with a pydantic `Config`; the settings
+under a channel (everything but `provider` and `rate_per_second`) are that `Config`.
+Errors name the file, the creditor and the key.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from parcours.channels.base import Provider
+from parcours.channels.content import Address, Channel, CreditorProfile
+from parcours.payments.epc import iban_problem
+
+__all__ = [
+    "ChannelsConfig",
+    "ChannelsError",
+    "CreditorSetup",
+    "ProviderSetting",
+    "build_providers",
+    "load_channels",
+    "registry",
+    "write_example",
+]
+
+ENTRY_POINT_GROUP = "parcours.providers"
+
+
+class ChannelsError(ValueError):
+    """The channels file (or a provider's settings in it) is not usable; says where."""
+
+
+class ProfileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=70)  # the EPC QR's beneficiary name limit
+    iban: str
+    bic: str | None = None
+    street: str
+    postcode: str
+    city: str
+    country: str = Field(default="BE", pattern=r"^[A-Z]{2}$")
+    help_email: str
+    help_phone: str = Field(pattern=r"^\+[1-9]\d{6,14}$")
+    sms_sender: str = "parcours"
+    email_from: str
+    company_number: str | None = None
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, value: str) -> str:
+        compact = value.replace(" ", "").upper()
+        problem = iban_problem(compact)
+        if problem:
+            raise ValueError(problem)
+        return compact
+
+    def profile(self) -> CreditorProfile:
+        return CreditorProfile(
+            name=self.name,
+            iban=self.iban,
+            bic=self.bic,
+            address=Address(self.name, self.street, self.postcode, self.city, self.country),
+            help_email=self.help_email,
+            help_phone=self.help_phone,
+            sms_sender=self.sms_sender,
+            email_from=self.email_from,
+            company_number=self.company_number,
+        )
+
+
+class ProviderSetting(BaseModel):
+    """`provider` names the plugin; the other keys are its own configuration."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    provider: str
+    rate_per_second: float | None = Field(default=None, gt=0)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class CreditorSetup(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: ProfileModel
+    providers: dict[Channel, ProviderSetting] = Field(default_factory=dict)
+
+
+class ChannelsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    creditors: dict[str, CreditorSetup] = Field(default_factory=dict)
+    default: CreditorSetup | None = None  # for creditors without their own entry
+
+    def for_creditor(self, name: str) -> CreditorSetup:
+        setup = self.creditors.get(name, self.default)
+        if setup is None:
+            known = ", ".join(sorted(self.creditors)) or "none"
+            raise ChannelsError(
+                f"no channel set-up for creditor {name!r} (configured: {known}); add it "
+                "under `creditors:` in the channels file (`parcours init` writes an example)"
+            )
+        return setup
+
+
+def load_channels(path: Path) -> ChannelsConfig:
+    """The channels file, validated; a missing file is an empty set-up."""
+    if not path.exists():
+        return ChannelsConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ChannelsError(f"{path}: not valid YAML: {error}") from error
+    try:
+        config = ChannelsConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ChannelsError(f"{path}: {problems}") from error
+    setups = [(f"creditors.{name}", setup) for name, setup in config.creditors.items()]
+    if config.default is not None:
+        setups.append(("default", config.default))
+    for prefix, setup in setups:
+        for channel, setting in setup.providers.items():
+            _check_options(f"{path}: {prefix}.providers.{channel.value}", setting)
+    return config
+
+
+EXAMPLE: Final = """\
+# Channel set-up per creditor (parcours reads this file at each dispatch).
+# `default` serves every creditor without its own entry under `creditors:`.
+# The profile below is an EXAMPLE (Febelfin's sample IBAN): replace it before sending.
+default:
+  profile:
+    name: Demo Energy SA
+    iban: BE71 0961 2345 6769
+    bic: GKCCBEBB
+    street: Rue de la Loi 16
+    postcode: "1000"
+    city: Bruxelles
+    country: BE
+    help_email: aide@demo-energy.example
+    help_phone: "+3225550100"
+    sms_sender: DemoEnergy
+    email_from: factures@demo-energy.example
+    company_number: "0123.456.749"
+  # Without a provider, a channel writes to the outbox folder (PARCOURS_OUTBOX_DIR).
+  providers: {}
+  #   email: {provider: smtp, host: smtp.example.be, port: 587, security: starttls,
+  #           username: parcours, password: "...", domain: demo-energy.example}
+  #   sms: {provider: sms-http, preset: twilio, base_url: "https://api.twilio.com",
+  #         account_sid: "AC...", token: "...", sender: DemoEnergy}
+"""
+
+
+def write_example(path: Path) -> bool:
+    """Write the example set-up unless a file is there (True when written)."""
+    if path.exists():
+        return False
+    path.write_text(EXAMPLE, encoding="utf-8")
+    return True
+
+
+@cache
+def registry() -> dict[str, type[Provider]]:
+    """Provider classes by name, from the `parcours.providers` entry points."""
+    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _provider_class(where: str, name: str) -> type[Provider]:
+    found = registry().get(name)
+    if found is None:
+        known = ", ".join(sorted(registry()))
+        raise ChannelsError(f"{where}.provider: unknown provider {name!r} (known: {known})")
+    return found
+
+
+def _check_options(where: str, setting: ProviderSetting) -> BaseModel:
+    cls = _provider_class(where, setting.provider)
+    try:
+        return cls.Config.model_validate(setting.options())
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ChannelsError(f"{where}: {problems}") from error
+
+
+def build_providers(
+    setup: CreditorSetup, outbox_dir: Path
+) -> dict[Channel, tuple[Provider, float | None]]:
+    """A provider (and its rate limit) for every channel; the file outbox by default."""
+    from parcours.channels.file import FileConfig, FileOutbox
+
+    built: dict[Channel, tuple[Provider, float | None]] = {}
+    shared_file = FileOutbox(FileConfig(directory=outbox_dir))
+    for channel in Channel:
+        setting = setup.providers.get(channel)
+        if setting is None:
+            built[channel] = (shared_file, None)
+            continue
+        where = f"providers.{channel.value}"
+        config = _check_options(where, setting)
+        cls = _provider_class(where, setting.provider)
+        built[channel] = (cls(config), setting.rate_per_second)  # type: ignore[call-arg]
+    return built

@@ -1,0 +1,1 @@
+"""Payments: structured communication, EPC QR codes, pay links, bank statements, matching."""
