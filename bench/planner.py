@@ -75,7 +75,10 @@ def main() -> None:
     parser.add_argument("--tick-days", type=int, default=3, help="days after the first tick")
     parser.add_argument("--data-dir", type=Path, default=Path("bench/data"))
     parser.add_argument("--child", choices=["tick", "naive"])
-    parser.add_argument("--db", type=Path)
+    parser.add_argument("--db", help="database URL (children)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="time the tick on PostgreSQL, not SQLite"
+    )
     parser.add_argument("--at")
     args = parser.parse_args()
     if args.child:
@@ -110,7 +113,12 @@ def main() -> None:
                 "meets_target": due / seconds >= TARGET_CASES_PER_S,
                 "tick": (
                     tick_bench(
-                        args.data_dir, args.tick_cases, args.sample, args.repeat, args.tick_days
+                        args.data_dir,
+                        args.tick_cases,
+                        args.sample,
+                        args.repeat,
+                        args.tick_days,
+                        postgres=args.postgres,
                     )
                     if args.tick_cases
                     else None
@@ -123,9 +131,18 @@ def main() -> None:
 # -- the full tick on SQLite -------------------------------------------------------------------
 
 
-def tick_database(data_dir: Path, cases: int) -> tuple[Path, dt.datetime]:
-    """A SQLite file with `cases` enrolled cases, classified, after their first tick
-    (built once, cached)."""
+FIRST_TICK = dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.UTC)
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _schema_head() -> str:
+    from parcours.store.migrate import head_revision
+
+    return head_revision()
+
+
+def build_portfolio_db(url: str, folder: Path, cases: int) -> None:
+    """Generated portfolio imported, personas classified, a first tick: the tick's start."""
     from parcours.ingest import ImportKind, import_file
     from parcours.ingest.importer import ImportOptions, report_allows_commit
     from parcours.personas.catalog import load_catalog
@@ -136,17 +153,11 @@ def tick_database(data_dir: Path, cases: int) -> tuple[Path, dt.datetime]:
     from parcours.store.migrate import upgrade
     from parcours.store.uow import UnitOfWork
 
-    path = data_dir / f"tick-{cases}.db"
-    first = dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.UTC)
-    if path.exists():
-        return path, first
-    data_dir.mkdir(parents=True, exist_ok=True)
-    folder = data_dir / f"tick-portfolio-{cases}"
+    first = FIRST_TICK
     as_of = dt.date(2026, 11, 30)
-    generate_portfolio(folder, debtors=cases, seed=5, as_of=as_of, survey_share=0.0)
-    building = path.with_suffix(".building")
-    building.unlink(missing_ok=True)
-    engine = connect(f"sqlite:///{building}")
+    if not (folder / "debtors.csv").exists():
+        generate_portfolio(folder, debtors=cases, seed=5, as_of=as_of, survey_share=0.0)
+    engine = connect(url)
     upgrade(engine)
     for kind in (ImportKind.DEBTORS, ImportKind.INVOICES, ImportKind.PAYMENTS):
         with UnitOfWork(engine) as uow:
@@ -164,17 +175,50 @@ def tick_database(data_dir: Path, cases: int) -> tuple[Path, dt.datetime]:
         run_tick(uow.connection(), creditor.id, load_library(), first)
         uow.commit()
     engine.dispose()
-    building.rename(path)
-    return path, first
 
 
-def child_tick(db: Path, at: dt.datetime) -> dict[str, object]:
+def tick_database(data_dir: Path, cases: int) -> tuple[Path, dt.datetime]:
+    """A SQLite file with `cases` enrolled cases after their first tick (built once per
+    schema version, cached)."""
+    path = data_dir / f"tick-{cases}-{_schema_head()}.db"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        building = path.with_suffix(".building")
+        building.unlink(missing_ok=True)
+        build_portfolio_db(f"sqlite:///{building}", data_dir / f"tick-portfolio-{cases}", cases)
+        building.rename(path)
+    return path, FIRST_TICK
+
+
+def pg_tick_database(data_dir: Path, cases: int) -> tuple[str, dt.datetime]:
+    """The same on PostgreSQL: a template database, built once per schema version."""
+    from parcours.store.db import connect
+
+    name = f"parcours_bench_tick_{cases}_{_schema_head()}"
+    admin = connect(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        exists = connection.exec_driver_sql(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+        ).first()
+        if not exists:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}_building")
+            connection.exec_driver_sql(f"CREATE DATABASE {name}_building")
+    if not exists:
+        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}_building"
+        build_portfolio_db(url, data_dir / f"tick-portfolio-{cases}", cases)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"ALTER DATABASE {name}_building RENAME TO {name}")
+    admin.dispose()
+    return name, FIRST_TICK
+
+
+def child_tick(url: str, at: dt.datetime) -> dict[str, object]:
     from parcours.runtime.tick import run_tick
     from parcours.store.db import connect
     from parcours.store.uow import UnitOfWork
 
     library = load_library()
-    engine = connect(f"sqlite:///{db}")
+    engine = connect(url)
     started, cpu = time.perf_counter(), time.process_time()
     with UnitOfWork(engine) as uow:
         creditor = uow.creditors.by_name("bench")
@@ -188,7 +232,7 @@ def child_tick(db: Path, at: dt.datetime) -> dict[str, object]:
     }
 
 
-def child_naive(db: Path, at: dt.datetime, sample: int) -> dict[str, object]:
+def child_naive(url: str, at: dt.datetime, sample: int) -> dict[str, object]:
     """A classic dunning run of the universal ladder: per case, one query for its
     invoices, one for what was already sent, one insert — through the ORM."""
     from sqlalchemy import select
@@ -199,7 +243,7 @@ def child_naive(db: Path, at: dt.datetime, sample: int) -> dict[str, object]:
     from parcours.store.schema import CaseRow, InvoiceRow, OutboxRow
 
     ladder = ((35, "formal_notice"), (21, "reminder_2"), (7, "reminder_1"))
-    engine = connect(f"sqlite:///{db}")
+    engine = connect(url)
     started = time.perf_counter()
     decided = 0
     with Session(engine) as session:
@@ -237,15 +281,12 @@ def child_naive(db: Path, at: dt.datetime, sample: int) -> dict[str, object]:
 
 
 def tick_bench(
-    data_dir: Path, cases: int, sample: int, repeat: int, days: int
+    data_dir: Path, cases: int, sample: int, repeat: int, days: int, *, postgres: bool = False
 ) -> dict[str, object]:
     import shutil
     import subprocess
     import sys
     import tempfile
-
-    source, first = tick_database(data_dir, cases)
-    at = first + dt.timedelta(days=days)
 
     def child(*args: str) -> dict[str, object]:
         output = subprocess.run(
@@ -254,24 +295,56 @@ def tick_bench(
         return dict(json.loads(output.strip().splitlines()[-1]))
 
     runs = []
-    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
-        work = Path(tmp) / "tick.db"
+    if postgres:
+        from parcours.store.db import connect
+
+        source, first = pg_tick_database(data_dir, cases)
+        at = first + dt.timedelta(days=days)
+        work = f"{source}_work"
+        admin = connect(PG_ADMIN, isolation_level="AUTOCOMMIT")
+
+        def fresh() -> str:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {work} WITH (FORCE)")
+                connection.exec_driver_sql(f"CREATE DATABASE {work} TEMPLATE {source}")
+            return PG_ADMIN.rsplit("/", 1)[0] + f"/{work}"
+
         for _ in range(repeat):
-            shutil.copyfile(source, work)
-            runs.append(child("--child", "tick", "--db", str(work), "--at", at.isoformat()))
-        shutil.copyfile(source, work)
+            runs.append(child("--child", "tick", "--db", fresh(), "--at", at.isoformat()))
         naive = child(
-            "--child", "naive", "--db", str(work), "--at", at.isoformat(), "--sample", str(sample)
+            "--child", "naive", "--db", fresh(), "--at", at.isoformat(), "--sample", str(sample)
         )
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {work} WITH (FORCE)")
+        admin.dispose()
+    else:
+        path, first = tick_database(data_dir, cases)
+        at = first + dt.timedelta(days=days)
+        with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
+            work_path = Path(tmp) / "tick.db"
+            url = f"sqlite:///{work_path}"
+            for _ in range(repeat):
+                shutil.copyfile(path, work_path)
+                runs.append(child("--child", "tick", "--db", url, "--at", at.isoformat()))
+            shutil.copyfile(path, work_path)
+            naive = child(
+                "--child", "naive", "--db", url, "--at", at.isoformat(), "--sample", str(sample)
+            )
     ours = sorted(runs, key=lambda r: float(r["seconds"]))[(len(runs) - 1) // 2]  # type: ignore[arg-type]
     naive_all = float(naive["seconds"]) / int(naive["cases"]) * cases  # type: ignore[arg-type]
+    due = int(ours["due"])  # type: ignore[call-overload]
+    target = (15.0 if postgres else 10.0) * cases / 1_000_000
     return {
+        "database": "postgresql" if postgres else "sqlite",
         "enrolled": cases,
-        "due": ours["due"],
+        "due": due,
+        "due_share": round(due / cases, 3),
         "seconds": round(float(ours["seconds"]), 2),  # type: ignore[arg-type]
+        "cpu_seconds": round(float(ours["cpu_seconds"]), 2),  # type: ignore[arg-type]
         "all_seconds": [round(float(r["seconds"]), 2) for r in runs],  # type: ignore[arg-type]
+        "us_per_due_case": round(float(ours["seconds"]) / max(due, 1) * 1e6, 1),  # type: ignore[arg-type]
         "outbox_rows": ours["outbox_rows"],
-        "target_seconds_sqlite": 10.0 * cases / 1_000_000,
+        "target_seconds": target,
         "naive_sample": naive["cases"],
         "naive_seconds_all_cases": round(naive_all, 1),
         "ratio_to_naive": round(float(ours["seconds"]) / naive_all, 3),  # type: ignore[arg-type]

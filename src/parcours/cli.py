@@ -140,6 +140,13 @@ def init() -> None:
     out.print(f"database ready: {safe_url(settings.database_url)}", highlight=False)
     if created:
         out.print(f"secret key generated in {settings.secret_key_file} (keep it private)")
+    from parcours.channels.config import write_example
+
+    if write_example(settings.channels_file):
+        out.print(
+            f"example channel set-up written to {settings.channels_file} "
+            "(messages go to the outbox folder until you configure providers)"
+        )
     log.info("init.done", secret_created=created)
 
 
@@ -507,11 +514,13 @@ def debtors_erase(
 
 # Registered last: the persona commands reuse this module's helpers.
 from parcours.cli_journeys import journeys_app, policy_app, run, worker  # noqa: E402
+from parcours.cli_messages import messages_app  # noqa: E402
 from parcours.cli_personas import personas_app, survey_app  # noqa: E402
 
 app.add_typer(personas_app, name="personas")
 app.add_typer(survey_app, name="survey")
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(policy_app, name="policy")
+app.add_typer(messages_app, name="messages")
 app.command("run")(run)
 app.command("worker")(worker)

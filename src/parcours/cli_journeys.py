@@ -201,8 +201,9 @@ def run(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One tick: enrol new cases, plan, gate, write the outbox; then dispatch what is due."""
-    from parcours.cli import _creditor, _unit_of_work
-    from parcours.runtime.tick import CONFLICTS, FileOutbox, dispatch, run_tick
+    from parcours.cli import _creditor, _engine, _unit_of_work
+    from parcours.runtime.dispatch import dispatch
+    from parcours.runtime.tick import CONFLICTS, run_tick
 
     settings = get_settings()
     now = _when(at)
@@ -216,15 +217,18 @@ def run(
             uow.commit()
         except CONFLICTS:
             _fail("another tick recorded these decisions first: nothing was decided twice")
+    channels = _channel_set(settings, owner.name, library)
+    engine = _engine(settings)
     sent: Counter[str] = Counter()
-    while True:  # in batches, each committed: a crash loses at most one batch's bookkeeping
-        with _unit_of_work() as uow:
-            owner = _creditor(uow, creditor)
-            batch = dispatch(uow.connection(), owner.id, FileOutbox(settings.outbox_dir), now)
-            uow.commit()
-        sent.update(batch)
-        if not batch:
-            break
+    try:
+        while True:  # in batches: claimed, sent outside any transaction, recorded
+            batch = dispatch(engine, owner.id, channels, now)
+            sent.update(batch)
+            if not batch:
+                break
+    finally:
+        channels.close()
+        engine.dispose()
     report = {**result.as_dict(), "dispatched": dict(sent), "at": now.isoformat()}
     if as_json:
         _print_json(report)
@@ -302,13 +306,14 @@ def worker(
     ticks: Annotated[int, typer.Option(min=0, help="Stop after this many ticks (0: run on).")] = 0,
 ) -> None:
     """Run ticks on a schedule for every creditor and dispatch what is due; SIGTERM or
-    Ctrl-C stops it after the step in progress. Two workers never send a message twice:
-    decisions are keyed by attempt id and each message is written once."""
+    Ctrl-C stops it after the message in flight. Two workers never send a message twice:
+    decisions are keyed by attempt id and each due message is claimed by one of them."""
     import signal
     import time
 
-    from parcours.cli import _unit_of_work, log
-    from parcours.runtime.tick import CONFLICTS, FileOutbox, dispatch, run_tick
+    from parcours.cli import _engine, _unit_of_work, log
+    from parcours.runtime.dispatch import dispatch
+    from parcours.runtime.tick import CONFLICTS, run_tick
 
     settings = get_settings()
     stopping = False
@@ -321,7 +326,8 @@ def worker(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     library = _library()
-    provider = FileOutbox(settings.outbox_dir)
+    engine = _engine(settings)
+    channel_sets: dict[str, Any] = {}
     done = 0
     while not stopping:
         started = time.monotonic()
@@ -340,10 +346,13 @@ def worker(
                 log.info("worker.tick", due=result.due, outbox=result.outbox)
             except CONFLICTS:
                 log.info("worker.tick_taken", reason="another worker decided this tick")
+            if creditor.name not in channel_sets:
+                channel_sets[creditor.name] = _channel_set(settings, creditor.name, library)
             while not stopping:
-                with _unit_of_work() as uow:
-                    sent = dispatch(uow.connection(), creditor.id, provider, _when(None))
-                    uow.commit()
+                sent = dispatch(
+                    engine, creditor.id, channel_sets[creditor.name], _when(None),
+                    stop=lambda: stopping,
+                )  # fmt: skip
                 if not sent:
                     break
                 log.info("worker.dispatched", **dict(sent))
@@ -352,7 +361,22 @@ def worker(
             break
         while not stopping and time.monotonic() - started < interval:
             time.sleep(min(0.2, interval))
+    for channels in channel_sets.values():
+        channels.close()
+    engine.dispose()
     log.info("worker.stopped", ticks=done)
+
+
+def _channel_set(settings: Any, creditor_name: str, library: Library) -> Any:
+    """The creditor's channels, or a clear error naming what to fix."""
+    from parcours.channels.config import ChannelsError
+    from parcours.channels.render import TemplateError
+    from parcours.runtime.dispatch import channel_set
+
+    try:
+        return channel_set(settings, creditor_name, library)
+    except (ChannelsError, TemplateError, RuntimeError) as error:
+        _fail(str(error))
 
 
 @journeys_app.command("migrate")

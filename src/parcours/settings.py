@@ -44,6 +44,18 @@ class Settings(BaseSettings):
         default=None,
         description="The operator's journey files (YAML), next to the built-in library.",
     )
+    public_url: str = Field(
+        default="http://localhost:8000",
+        description="Where debtors reach parcours: the base of pay, opt-out and chat links.",
+    )
+    link_days: int = Field(
+        default=90, ge=1, le=730, description="Days a debtor's personal link stays valid."
+    )
+    channels_file: Path = Field(
+        default=Path("channels.yaml"),
+        description="Creditor profiles (letterhead, IBAN, help contacts) and the provider "
+        "of each channel; `parcours init` writes one that sends to the file outbox.",
+    )
     default_persona: str = Field(
         default="engaged",
         description="Persona given when the model or the rules are not confident enough.",

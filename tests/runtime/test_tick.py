@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -16,12 +15,18 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from parcours.channels.content import Channel
+from parcours.channels.file import FileConfig, FileOutbox
+from parcours.channels.links import Links
+from parcours.channels.render import get_renderer
 from parcours.domain.journey import Journey
 from parcours.ingest import ImportKind
 from parcours.journeys.library import Library
-from parcours.runtime.tick import FileOutbox, dispatch, run_tick
+from parcours.runtime.dispatch import ChannelSet, dispatch
+from parcours.runtime.tick import run_tick
 from parcours.store.schema import CaseRow, EnrolmentRow, OutboxRow, PolicyLogRow
 from parcours.store.uow import UnitOfWork
+from tests.channels.conftest import CREDITOR
 from tests.ingest.test_import import run_import, write_csv
 
 START = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)  # 10:00 in Brussels, a Tuesday
@@ -85,12 +90,21 @@ def tick(
         assert creditor is not None
         result = run_tick(uow.connection(), creditor.id, journeys or library(), now)
         uow.commit()
-    with UnitOfWork(engine) as uow:
-        creditor = uow.creditors.by_name("acme")
-        assert creditor is not None
-        sent = dispatch(uow.connection(), creditor.id, FileOutbox(outbox), now)
-        uow.commit()
+    sent = dispatch(engine, creditor.id, channel_set(outbox, journeys or library()), now)
     return result, sent
+
+
+def channel_set(outbox: Path, journeys: Library, provider: Any = None) -> ChannelSet:
+    """Every channel to the file outbox in `outbox`, with the test creditor's profile."""
+    provider = provider or FileOutbox(FileConfig(directory=outbox))
+    return ChannelSet(
+        "acme",
+        CREDITOR,
+        dict.fromkeys(Channel, (provider, None)),
+        get_renderer(),
+        Links("test-secret", "https://pay.example"),
+        journeys,
+    )
 
 
 def rows(engine: Engine, *columns: Any) -> list[Any]:
@@ -178,30 +192,38 @@ def test_messages_wait_for_the_contact_window(engine: Engine, tmp_path: Path) ->
     assert result.verdicts["delay"] >= 2 and not sent
     statuses = rows(engine, OutboxRow.status, OutboxRow.not_before, OutboxRow.reason)
     delayed = [(nb, reason) for s, nb, reason in statuses if s == "delayed"]
-    assert all(nb == dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC) for nb, _ in delayed)
+    # Spread over the first two hours of the next window (08:00 in Brussels), not a burst.
+    opening = dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC)
+    assert all(opening <= nb < opening + dt.timedelta(hours=2) for nb, _ in delayed)
+    assert len({nb for nb, _ in delayed}) > 1
     assert all("quiet hours" in reason for _, reason in delayed)
-    _, sent = tick(engine, dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC), outbox)
-    assert sent["sent"] == len(delayed)
+    _, sent = tick(engine, opening, outbox)
+    assert sent["sent"] == sum(nb == opening for nb, _ in delayed)
+    _, sent = tick(engine, opening + dt.timedelta(hours=2), outbox)
+    assert sent["sent"] == sum(nb > opening for nb, _ in delayed)
 
 
 KILLER = """
 import datetime as dt, os, signal, sys
 from pathlib import Path
-from parcours.runtime.tick import FileOutbox, dispatch
+from parcours.channels.file import FileConfig, FileOutbox
+from parcours.runtime.dispatch import dispatch
 from parcours.store.db import connect
 from parcours.store.uow import UnitOfWork
+from tests.runtime.test_tick import channel_set, library
 
 class Dying(FileOutbox):
-    def send(self, attempt, message):
-        written = super().send(attempt, message)
-        os.kill(os.getpid(), signal.SIGKILL)  # dies after sending, before any commit
+    def send(self, content, rendered):
+        written = super().send(content, rendered)
+        os.kill(os.getpid(), signal.SIGKILL)  # dies after sending, before recording it
         return written
 
 engine = connect(sys.argv[1])
 with UnitOfWork(engine) as uow:
     creditor = uow.creditors.by_name("acme")
-    dispatch(uow.connection(), creditor.id, Dying(Path(sys.argv[2])), dt.datetime.fromisoformat(sys.argv[3]))
-    uow.commit()
+outbox = Path(sys.argv[2])
+channels = channel_set(outbox, library(), Dying(FileConfig(directory=outbox)))
+dispatch(engine, creditor.id, channels, dt.datetime.fromisoformat(sys.argv[3]))
 """
 
 
@@ -222,7 +244,7 @@ def test_a_process_killed_between_send_and_commit_sends_nothing_twice(
         run_tick(uow.connection(), creditor.id, library(), at)
         uow.commit()
     engine.dispose()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(Path.cwd())}
     killed = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", KILLER, db_url, str(outbox), at.isoformat()],
         env=env, capture_output=True, check=False,
@@ -230,10 +252,10 @@ def test_a_process_killed_between_send_and_commit_sends_nothing_twice(
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert len(list(outbox.iterdir())) == 1  # one message went out before the kill
     assert {r[0] for r in rows(engine, OutboxRow.status) if r[0] == "sent"} == set()
-    # The next dispatch finds the message already written: recorded as sent, not resent.
-    _, sent = tick(engine, at, outbox)
-    files = list(outbox.iterdir())
-    attempts = [json.loads(p.read_text())["attempt_id"] for p in files]
+    # Once the dead dispatcher's claim has lapsed, the next one finds the message already
+    # written: recorded as sent, not sent again.
+    _, sent = tick(engine, at + dt.timedelta(minutes=11), outbox)
+    attempts = [p.name.split(".")[0] for p in outbox.iterdir()]
     assert len(attempts) == len(set(attempts)) == sent["sent"]
     reasons = [r[1] for r in rows(engine, OutboxRow.status, OutboxRow.reason) if r[0] == "sent"]
     assert reasons.count("already written") == 1
@@ -282,11 +304,7 @@ def test_a_fee_sees_the_reminder_decided_in_the_same_tick(engine: Engine, tmp_pa
             assert creditor is not None
             run_tick(uow.connection(), creditor.id, fees, now)
             uow.commit()
-        with UnitOfWork(engine) as uow:
-            creditor = uow.creditors.by_name("acme")
-            assert creditor is not None
-            dispatch(uow.connection(), creditor.id, FileOutbox(outbox), now)
-            uow.commit()
+        dispatch(engine, creditor.id, channel_set(outbox, fees), now)
     charged = [
         r
         for r in rows(engine, OutboxRow.kind, OutboxRow.amount_minor, OutboxRow.status)
@@ -314,8 +332,8 @@ def test_a_reminder_fee_after_a_letter_adds_the_postage(engine: Engine, tmp_path
             assert creditor is not None
             now = START + dt.timedelta(days=day)
             run_tick(uow.connection(), creditor.id, fees, now, policy=policy)
-            dispatch(uow.connection(), creditor.id, FileOutbox(tmp_path / "out"), now)
             uow.commit()
+        dispatch(engine, creditor.id, channel_set(tmp_path / "out", fees), now, policy=policy)
     charged = sorted(
         amount
         for kind, amount in rows(engine, OutboxRow.kind, OutboxRow.amount_minor)

@@ -92,10 +92,19 @@ class PolicyConfig:
     call_window: dt.timedelta = dt.timedelta(days=7)
     no_call_after_conversation: dt.timedelta = dt.timedelta(days=7)
     law: LawConfig = field(default_factory=LawConfig)
+    # Messages held back by quiet hours go out spread over this much of the next window
+    # (by attempt id), not all at its first minute; 0 disables it.
+    spread_after_quiet_hours: dt.timedelta = dt.timedelta(hours=2)
 
     def __post_init__(self) -> None:
         windows = {country.upper(): w for country, w in self.country_windows.items()}
         object.__setattr__(self, "country_windows", MappingProxyType(windows))
+        for window in (self.window, *windows.values()):
+            length = dt.datetime.combine(dt.date.min, window.end) - dt.datetime.combine(
+                dt.date.min, window.start
+            )
+            if not dt.timedelta(0) <= self.spread_after_quiet_hours < length:
+                raise ValueError(f"the spread after quiet hours must fit in the {window} window")
         if self.max_written < 1 or self.max_calls < 1:
             raise ValueError("max_written and max_calls must be at least 1")
         spans = (self.written_window, self.call_window, self.no_call_after_conversation)

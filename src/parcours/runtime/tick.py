@@ -6,10 +6,8 @@ the pure planner decides, the policy gate judges every message (send now, delay,
 agent review) and fees, and decisions land in the outbox under their deterministic
 attempt id, with every gate verdict in the append-only policy log.
 
-`dispatch` runs after commit: each queued message whose time has come is checked by the
-gate again against live facts and handed to the provider with its attempt id as the
-idempotency key; the file outbox (the embedded default) writes the message once, by
-attempt id, so a crash between writing and committing never makes a second message.
+Sending happens after commit, in `runtime.dispatch`: the gate checks each message again
+against live facts, and the provider gets the attempt id as its idempotency key.
 """
 
 from __future__ import annotations
@@ -17,11 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -58,7 +54,7 @@ from parcours.personas.features import is_mobile
 from parcours.store.bulk import Key
 from parcours.store.journeys import DueBatch, JourneyStore, OutboxEntry
 
-__all__ = ["CONFLICTS", "TickResult", "dispatch", "run_tick"]
+__all__ = ["CONFLICTS", "GateFacts", "TickResult", "attempt_id", "run_tick"]
 
 EPOCH: Final = dt.date(1970, 1, 1)
 # What a tick raises when another process recorded the same decisions first (the bulk
@@ -73,6 +69,14 @@ _EVENTS: Final = {
     "promise.made": JourneyEvent.PROMISE_MADE,
     "message.replied": JourneyEvent.REPLIED,
     "message.clicked": JourneyEvent.CLICKED,
+    "message.bounced": JourneyEvent.BOUNCED,
+}
+# What happened to the last message, from the carriers' reports (later reports win).
+_DELIVERIES: Final = {
+    "message.delivered": Delivery.DELIVERED,
+    "message.bounced": Delivery.BOUNCED,
+    "message.opened": Delivery.OPENED,
+    "message.clicked": Delivery.CLICKED,
 }
 
 
@@ -183,6 +187,12 @@ _REACHABLE: Final = [
 ]
 
 
+def _spread(attempt: str, span: dt.timedelta) -> dt.timedelta:
+    """A stable offset in [0, span) drawn from the attempt id (whole minutes)."""
+    minutes = int(span.total_seconds()) // 60
+    return dt.timedelta(minutes=int(attempt[:8], 16) % minutes) if minutes else dt.timedelta(0)
+
+
 def _utc(seconds: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
@@ -291,23 +301,30 @@ def _read_facts(
             i = at[case]
             facts.promise_day[i] = int(day)
             facts.promise[i] = PromiseCode.PENDING
-    for case, events in raw["events"].items():
-        i = at[case]
-        for event_type, when in events:
-            if event_type in _EVENTS and when is not None:
-                facts.event_at[i, EVENT_INDEX[_EVENTS[event_type]]] = int(when)
     reminders: dict[int, list[tuple[int, str]]] = {}
     charged: dict[int, Counter[str]] = {}
+    delivery_at = np.full(n, -1, dtype=np.int64)  # when the last delivery fact happened
     for case, sent in raw["sent"].items():
         i = at[case]
         for channel, when, reminder, kind, amount, fee in sent:
             if kind == "send":
                 facts.last_delivery[i] = Delivery.SENT
+                delivery_at[i] = max(delivery_at[i], when or 0)
                 if reminder and when is not None:
                     reminders.setdefault(i, []).append((int(when), channel))
             elif kind == "fee":
                 charged.setdefault(i, Counter())[fee] += amount or 0
         facts.reminders_sent[i] = len(reminders.get(i, ()))
+    for case, events in raw["events"].items():
+        i = at[case]
+        for event_type, when in sorted(events, key=lambda e: e[1] or 0):
+            if when is None:
+                continue
+            if event_type in _EVENTS:
+                facts.event_at[i, EVENT_INDEX[_EVENTS[event_type]]] = int(when)
+            if event_type in _DELIVERIES and when >= delivery_at[i]:
+                facts.last_delivery[i] = _DELIVERIES[event_type]
+                delivery_at[i] = when
     return GateFacts(facts, zone, country, reminders, charged)
 
 
@@ -384,6 +401,8 @@ def _plan_and_gate(
                     decision = gate.check_send(row, channel, contacts, now, policy)
                     verdict, reason = decision.verdict, decision.reason
                     not_before = decision.not_before or now
+                    if verdict == "delay" and reason.startswith("quiet hours"):
+                        not_before += _spread(aid, policy.spread_after_quiet_hours)
                     if verdict in ("send", "delay"):
                         planned.setdefault(debtor, []).append((channel, not_before))
                         contacts = [*contacts, (channel, not_before)]
@@ -545,91 +564,3 @@ def contact_facts(
     gate = _read_facts(store, [case_key], [str(case_id)], now)
     recent = store.recent_written([debtor_key], now - policy.written_window)
     return gate.contact(0, tuple(recent.get(debtor_key, [])))
-
-
-# -- dispatch ------------------------------------------------------------------------------
-
-
-class FileOutbox:
-    """The embedded provider: one JSON file per message, named by its attempt id.
-
-    Creating the file is atomic and exclusive (`O_EXCL`): a message already written is
-    never written again, whatever crashed in between — the attempt id is the
-    idempotency key. Real rendering (e-mail, SMS, PDF letters) comes with the channels.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def send(self, attempt: str, message: dict[str, Any]) -> bool:
-        """True when written now, False when it already existed (sent before)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{attempt}.json"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(message, handle, ensure_ascii=False, indent=2)
-        return True
-
-
-def dispatch(
-    connection: Connection,
-    creditor_id: Any,
-    provider: FileOutbox,
-    now: dt.datetime,
-    *,
-    policy: PolicyConfig = DEFAULT_POLICY,
-    limit: int = 10_000,
-) -> Counter[str]:
-    """Send the queued messages whose time has come; the gate checks live facts again."""
-    store = JourneyStore(connection, creditor_id)
-    rows = store.dispatchable(now, limit)
-    done: Counter[str] = Counter()
-    if not rows:
-        return done
-    cases = list(dict.fromkeys(r[2] for r in rows))  # a case's messages share its facts
-    position = {case: i for i, case in enumerate(cases)}
-    gate = _read_facts(store, cases, [store.text(c) for c in cases], now)
-    recent = store.recent_written([r[3] for r in rows], now - policy.written_window)
-    log = []
-    for (
-        outbox_id,
-        attempt,
-        case_key,
-        debtor_key,
-        channel,
-        template,
-        journey,
-        node,
-        reminder,
-    ) in rows:
-        verdict = gate.check_send(
-            position[case_key], channel, recent.get(debtor_key, []), now, policy
-        )
-        log.append((case_key, attempt, "send", verdict.verdict, channel, verdict.reason))
-        if verdict.verdict == "send":
-            message = {
-                "attempt_id": attempt,
-                "case": store.text(case_key),
-                "channel": channel,
-                "template": template,
-                "journey": journey,
-                "node": node,
-                "reminder": bool(reminder),
-                "at": now.isoformat(),
-            }
-            written = provider.send(attempt, message)
-            store.set_status(outbox_id, "sent", None if written else "already written", now)
-            recent.setdefault(debtor_key, []).append((channel, now))
-            done["sent"] += 1
-        elif verdict.verdict == "delay":
-            store.set_status(outbox_id, "delayed", verdict.reason, None, verdict.not_before)
-            done["delayed"] += 1
-        else:
-            status = "skipped" if verdict.verdict == "skip" else "review"
-            store.set_status(outbox_id, status, verdict.reason, None)
-            done[verdict.verdict] += 1
-    store.log_policy(log, now)
-    return done

@@ -24,7 +24,15 @@ from parcours.store.bulk import Key, PortfolioWriter
 __all__ = ["DueBatch", "JourneyStore", "OutboxEntry"]
 
 Row = tuple[Any, ...]
-EVENT_TYPES: Final = ("payment.booked", "promise.made", "message.replied", "message.clicked")
+EVENT_TYPES: Final = (
+    "payment.booked",
+    "promise.made",
+    "message.replied",
+    "message.clicked",
+    "message.opened",
+    "message.delivered",
+    "message.bounced",
+)
 
 
 @dataclass
@@ -236,9 +244,7 @@ class JourneyStore:
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} (id {kind} PRIMARY KEY)"
         )
         self.connection.exec_driver_sql(f"DELETE FROM {table}")
-        rows = [(k,) for k in set(keys)]
-        if rows:
-            self.connection.exec_driver_sql(f"INSERT INTO {table} (id) VALUES ({self.mark})", rows)
+        self.writer.insert(table, ("id",), [(k,) for k in set(keys)])  # COPY on PostgreSQL
 
     def facts(self, cases: Sequence[Key]) -> dict[str, dict[Key, Row]]:
         """Facts of these cases by kind: balance and oldest due date, debtor, promise,
@@ -363,18 +369,44 @@ class JourneyStore:
             ],
         )
 
+    _ENROLMENT_SETS = (
+        "journey_key", "journey_version", "persona", "node_id", "entered_at", "wake_at", "step",
+        "done", "exit_reason", "arms",
+    )  # fmt: skip
+
     def update_enrolments(self, rows: Sequence[Row]) -> None:
         """(journey key, version, persona, node, entered_at, wake_at, step, done,
-        exit_reason, arms json, case id) each."""
+        exit_reason, arms json, case id) each.
+
+        PostgreSQL gets the rows by COPY into a temporary table and one UPDATE joining it
+        (a statement per row costs a round trip each); SQLite runs the statement per row
+        in process, which is what it is fast at.
+        """
         if not rows:
             return
         w = self.writer
-        m = self.mark
+        if self.sqlite:
+            sets = ", ".join(f"{c} = ?" for c in self._ENROLMENT_SETS)
+            self.connection.exec_driver_sql(
+                f"UPDATE enrolments SET {sets} WHERE case_id = ? AND creditor_id = ?",
+                [(*r, w.creditor_key) for r in rows],
+            )
+            return
         self.connection.exec_driver_sql(
-            f"UPDATE enrolments SET journey_key = {m}, journey_version = {m}, persona = {m}, "
-            f"node_id = {m}, entered_at = {m}, wake_at = {m}, step = {m}, done = {m}, "
-            f"exit_reason = {m}, arms = {m} WHERE case_id = {m} AND creditor_id = {m}",
-            [(*r, w.creditor_key) for r in rows],
+            "CREATE TEMPORARY TABLE IF NOT EXISTS tick_moves (journey_key text, "
+            "journey_version int, persona text, node_id text, entered_at timestamptz, "
+            "wake_at timestamptz, step int, done boolean, exit_reason text, arms text, "
+            "case_id uuid PRIMARY KEY)"
+        )
+        self.connection.exec_driver_sql("DELETE FROM tick_moves")
+        w.insert("tick_moves", (*self._ENROLMENT_SETS, "case_id"), rows)
+        sets = ", ".join(
+            f"{c} = m.{c}::json" if c == "arms" else f"{c} = m.{c}" for c in self._ENROLMENT_SETS
+        )
+        self.connection.exec_driver_sql(
+            f"UPDATE enrolments e SET {sets} FROM tick_moves m "
+            "WHERE e.case_id = m.case_id AND e.creditor_id = %s",
+            (w.creditor_key,),
         )
 
     def wake_reclassified(self, now: dt.datetime) -> int:

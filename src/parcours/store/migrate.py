@@ -6,7 +6,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-__all__ = ["alembic_config", "schema_is_current", "upgrade"]
+__all__ = ["alembic_config", "head_revision", "schema_is_current", "upgrade"]
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -21,6 +21,15 @@ def alembic_config(engine: Engine | None = None) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema up to `revision`."""
     command.upgrade(alembic_config(engine), revision)
+
+
+def head_revision() -> str:
+    """The newest migration's revision (what a current schema is at)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
 
 
 def schema_is_current(engine: Engine) -> bool:

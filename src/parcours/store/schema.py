@@ -198,6 +198,12 @@ class CaseRow(Base):
         UniqueConstraint("creditor_id", "ref"),
         _same_tenant("debtor_id", "debtors"),
         Index("ix_cases_creditor_id_debtor_id", "creditor_id", "debtor_id"),
+        Index(
+            "uq_cases_creditor_id_structured_communication",
+            "creditor_id",
+            "structured_communication",
+            unique=True,
+        ),
         CheckConstraint("status IN ('open','closed')", name="status"),
     )
 
@@ -208,6 +214,8 @@ class CaseRow(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="open")
     opened_at: Mapped[dt.datetime]
     closed_at: Mapped[dt.datetime | None]
+    # Pays every open invoice of the case at once; given when a message first needs it.
+    structured_communication: Mapped[str | None] = mapped_column(String(12))
 
 
 class InvoiceRow(Base):
@@ -469,6 +477,12 @@ class OutboxRow(Base):
     reason: Mapped[str | None]
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
+    # Dispatch: tries so far; the claim of the dispatcher sending it now (its lease ends at
+    # not_before, after which another may take it over); the carrier's id and units billed.
+    attempts: Mapped[int] = mapped_column(Integer(), server_default="0")
+    claim: Mapped[str | None] = mapped_column(String(32), index=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(128))
+    units: Mapped[int | None] = mapped_column(Integer())
 
 
 class PolicyLogRow(Base):

@@ -1,0 +1,125 @@
+"""`parcours messages`: see what a journey step says, in any language and channel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from parcours.cli import _fail, out
+from parcours.settings import get_settings
+
+messages_app = typer.Typer(no_args_is_help=True, help="Message templates and previews.")
+
+
+@messages_app.command("preview")
+def messages_preview(
+    journey: Annotated[str, typer.Option("--journey", "-j", help="Journey key (latest version).")],
+    step: Annotated[str, typer.Option("--step", "-s", help="The send (or task) node's id.")],
+    lang: Annotated[str, typer.Option("--lang", "-l", help="fr, nl or en.")] = "fr",
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="Default: the step's first channel.")
+    ] = None,
+    case_ref: Annotated[
+        str | None, typer.Option("--case", help="Render with this case's real facts.")
+    ] = None,
+    creditor: Annotated[str | None, typer.Option("--creditor", "-c")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the message here (.eml, .html, .pdf, .txt)."),
+    ] = None,
+    with_fees: Annotated[
+        bool, typer.Option("--with-fees", help="The sample debtor owes fees of each kind.")
+    ] = False,
+) -> None:
+    """Render one journey step as the debtor would get it (a sample debtor by default)."""
+    import dataclasses
+    import datetime as dt
+
+    from parcours.channels.content import Channel, EmailBody, LetterBody, PhoneScript, SmsBody
+    from parcours.channels.render import TemplateError, get_renderer, sample_content
+    from parcours.cli_journeys import _library
+    from parcours.domain.journey import SendNode, TaskNode
+
+    try:
+        model = _library().latest(journey)
+        node = model.node(step)
+    except (KeyError, StopIteration):
+        _fail(f"no step {step!r} in a journey {journey!r} (see `parcours journeys show`)")
+    if isinstance(node, SendNode):
+        template = node.template
+        chosen = Channel(channel or node.channels[0])
+    elif isinstance(node, TaskNode) and node.script:
+        template, chosen = node.script, Channel.PHONE
+    else:
+        _fail(f"step {step!r} sends nothing: it is a {node.type} node")
+    if lang not in ("fr", "nl", "en"):
+        _fail(f"--lang {lang!r}: one of fr, nl, en")
+    now = dt.datetime.now(dt.UTC)
+    if case_ref is None:
+        content = sample_content(template, chosen, lang, full=with_fees)
+    else:
+        from parcours.cli import _creditor, _unit_of_work
+        from parcours.cli_journeys import _channel_set
+        from parcours.runtime.dispatch import case_content
+
+        with _unit_of_work() as uow:
+            owner = _creditor(uow, creditor)
+            found = uow.cases.get(owner, case_ref)
+            if found is None:
+                _fail(f"no case {case_ref!r} for {owner.name}")
+            case, _ = found
+            channels = _channel_set(get_settings(), owner.name, _library())
+            made = case_content(
+                uow.connection(), owner.id, case.id, case.debtor_id, channels, template,
+                chosen, now,
+            )  # fmt: skip
+            channels.close()
+        if isinstance(made, str):
+            _fail(f"{case_ref}: {made}")
+        content = dataclasses.replace(made, language=lang)
+    try:
+        rendered = get_renderer().render(content)
+    except TemplateError as error:
+        _fail(str(error))
+    title = f"{journey} / {step} — {template} by {chosen.value} in {lang}"
+    if isinstance(rendered, EmailBody):
+        if output is not None:
+            from parcours.channels.email import build_email
+
+            data = (
+                rendered.html.encode()
+                if output.suffix == ".html"
+                else bytes(build_email(content, rendered, domain="preview.parcours.invalid"))
+            )
+            output.write_bytes(data)
+        _show(f"{title}: {rendered.subject}", rendered.text)
+    elif isinstance(rendered, SmsBody):
+        from parcours.channels import gsm
+
+        note = f"{gsm.encoding(rendered.text)}, {gsm.segments(rendered.text)} segment(s)"
+        _show(f"{title} ({note})", rendered.text)
+    elif isinstance(rendered, LetterBody):
+        from parcours.channels.letter import render_letter_pdf
+
+        pdf = render_letter_pdf(content, rendered)
+        target = output or Path(f"preview-{template}-{lang}.pdf")
+        target.write_bytes(pdf.pdf)
+        text = "\n\n".join([rendered.salutation, *rendered.paragraphs, rendered.closing])
+        _show(f"{title}: {rendered.subject}", text)
+        out.print(f"letter written to {target} ({pdf.pages} page(s))")
+        return
+    else:
+        assert isinstance(rendered, PhoneScript)
+        _show(f"{title}: {rendered.title}", "\n".join(rendered.lines))
+    if output is not None and isinstance(rendered, SmsBody):
+        output.write_text(rendered.text, encoding="utf-8")
+    elif output is not None and isinstance(rendered, PhoneScript):
+        output.write_text("\n".join([rendered.title, *rendered.lines]), encoding="utf-8")
+
+
+def _show(title: str, text: str) -> None:
+    out.print(title, markup=False, highlight=False, soft_wrap=True)
+    out.print("─" * min(len(title), 78), markup=False, highlight=False)
+    out.print(text, markup=False, highlight=False, soft_wrap=True)

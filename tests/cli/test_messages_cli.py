@@ -1,0 +1,77 @@
+"""`parcours messages preview`: a journey step rendered as the debtor gets it."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import invoke, text_of
+
+
+@pytest.mark.parametrize("lang", ["fr", "nl", "en"])
+def test_a_step_previews_by_sms_in_each_language(cli: Path, lang: str) -> None:
+    result = invoke(
+        "messages", "preview", "-j", "occasional", "-s", "send_r1", "-l", lang, "--channel", "sms"
+    )
+    assert result.exit_code == 0, result.output
+    assert "+++123/4567/89002+++" in result.output and "GSM-7" in result.output
+    free = {"fr": "gratuit", "nl": "kosteloos", "en": "free of charge"}[lang]
+    assert free in text_of(result)
+
+
+def test_an_email_preview_writes_the_real_message(cli: Path) -> None:
+    target = cli / "r1.eml"
+    result = invoke(
+        "messages", "preview", "-j", "universal", "-s", "send_r1", "-l", "nl",
+        "--channel", "email", "-o", str(target),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    message = message_from_bytes(target.read_bytes(), policy=default)
+    assert message["Content-Language"] == "nl" and message.get_body(("html",)) is not None
+
+
+def test_a_letter_preview_is_a_pdf(cli: Path) -> None:
+    target = cli / "r1.pdf"
+    result = invoke("messages", "preview", "-j", "universal", "-s", "send_r1", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes().startswith(b"%PDF") and "page" in result.output
+
+
+def test_a_step_that_sends_nothing_or_does_not_exist_is_a_clear_error(cli: Path) -> None:
+    missing = invoke("messages", "preview", "-j", "universal", "-s", "nowhere")
+    assert missing.exit_code == 2 and "no step 'nowhere'" in text_of(missing)
+    wait = invoke("messages", "preview", "-j", "universal", "-s", "wait_r1")
+    assert wait.exit_code == 2 and "sends nothing" in text_of(wait)
+
+
+def test_a_case_preview_uses_the_case_facts(cli_db: Path) -> None:
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text(
+        "debtor_ref,name,email,phone,street,postcode,city\n"
+        "D1,Alice Lambert,alice@example.be,0470123456,Rue Haute 1,1000,Bruxelles\n",
+        encoding="utf-8",
+    )
+    (cli_db / "i.csv").write_text(
+        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
+        "F1,D1,120.00,EUR,2026-10-01,2026-10-31\nF2,D1,30.00,EUR,2026-10-05,2026-11-04\n",
+        encoding="utf-8",
+    )
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
+    result = invoke(
+        "messages", "preview", "-j", "universal", "-s", "send_r1", "--channel", "email",
+        "--case", "C-D1", "-l", "en",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = text_of(result)
+    assert "150,00" in text and "F1" in text and "F2" in text  # both invoices, their total
+    assert "http://localhost:8000/p/" in text  # the case's own signed link
+    assert (
+        invoke(
+            "messages", "preview", "-j", "universal", "-s", "send_r1", "--case", "C-NO"
+        ).exit_code
+        == 2
+    )
