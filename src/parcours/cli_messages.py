@@ -123,3 +123,114 @@ def _show(title: str, text: str) -> None:
     out.print(title, markup=False, highlight=False, soft_wrap=True)
     out.print("─" * min(len(title), 78), markup=False, highlight=False)
     out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@messages_app.command("inbound")
+def messages_inbound(
+    files: Annotated[list[Path], typer.Argument(help="E-mails received (.eml): bounces, replies.")],
+    creditor: Annotated[str | None, typer.Option("--creditor", "-c")] = None,
+) -> None:
+    """Book what came back by e-mail: a bounce (RFC 3464) fails the message and queues the
+    step's next channel; a reply is a journey event."""
+    import datetime as dt
+
+    from parcours.channels.email import parse_bounce, parse_reply
+    from parcours.cli import _creditor, _engine, _unit_of_work
+    from parcours.cli_journeys import _library
+    from parcours.runtime.dispatch import record_delivery
+
+    now = dt.datetime.now(dt.UTC)
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+    engine = _engine(get_settings())
+    library = _library()
+    try:
+        for path in files:
+            try:
+                raw = path.read_bytes()
+            except OSError as error:
+                _fail(f"{path}: {error.strerror}")
+            event = parse_bounce(raw) or parse_reply(raw)
+            if event is None:
+                out.print(f"{path}: neither a bounce nor a reply to one of our messages")
+                continue
+            out.print(f"{path}: {record_delivery(engine, owner.id, event, library, now)}")
+    finally:
+        engine.dispose()
+
+
+tasks_app = typer.Typer(no_args_is_help=True, help="Agent tasks: calls and follow-ups.")
+
+
+@tasks_app.command("list")
+def tasks_list(
+    creditor: Annotated[str | None, typer.Option("--creditor", "-c")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+) -> None:
+    """The tasks agents can do now, oldest first."""
+    import datetime as dt
+
+    from rich.table import Table
+
+    from parcours.cli import _creditor, _unit_of_work
+    from parcours.store.messages import MessageStore
+
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        tasks = MessageStore(uow.connection(), owner.id).open_tasks(dt.datetime.now(dt.UTC), limit)
+    table = Table("task", "case", "kind", "script", "journey")
+    for attempt, case_ref, channel, script, journey, _ in tasks:
+        table.add_row(
+            attempt, case_ref, "call" if channel == "phone" else "follow-up", script or "", journey
+        )
+    out.print(table)
+
+
+@tasks_app.command("done")
+def tasks_done(
+    task: Annotated[str, typer.Argument(help="The task id (from `parcours tasks list`).")],
+    disposition: Annotated[
+        str,
+        typer.Option(
+            "--disposition", "-d", help="right_party, no_answer, wrong_number, promise or dispute."
+        ),
+    ],
+    amount: Annotated[str | None, typer.Option(help="Promise: the amount (e.g. 120.00).")] = None,
+    on: Annotated[str | None, typer.Option("--on", help="Promise: the date (YYYY-MM-DD).")] = None,
+    creditor: Annotated[str | None, typer.Option("--creditor", "-c")] = None,
+) -> None:
+    """Close a task with what happened; the journey hears of it at the next tick."""
+    import datetime as dt
+
+    from parcours.cli import _creditor, _engine, _unit_of_work
+    from parcours.domain.money import parse_amount
+    from parcours.runtime.tasks import Disposition, TaskError, complete_task
+
+    try:
+        chosen = Disposition(disposition)
+    except ValueError:
+        _fail(f"--disposition {disposition!r}: one of {', '.join(d.value for d in Disposition)}")
+    settings = get_settings()
+    promise = None
+    if chosen is Disposition.PROMISE:
+        if amount is None or on is None:
+            _fail("a promise needs --amount and --on")
+        try:
+            promise = (
+                parse_amount(amount, settings.default_currency),
+                settings.default_currency,
+                dt.date.fromisoformat(on),
+            )
+        except ValueError as error:
+            _fail(f"promise: {error}")
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+    engine = _engine(settings)
+    try:
+        out.print(
+            complete_task(engine, owner.id, task, chosen, dt.datetime.now(dt.UTC), promise=promise)
+        )
+    except TaskError as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()

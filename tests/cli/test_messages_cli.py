@@ -75,3 +75,30 @@ def test_a_case_preview_uses_the_case_facts(cli_db: Path) -> None:
         ).exit_code
         == 2
     )
+
+
+def test_tasks_commands_name_what_is_wrong(cli_db: Path) -> None:
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text("debtor_ref,name,phone\nD1,Alice,0470123456\n", encoding="utf-8")
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    assert invoke("tasks", "list").exit_code == 0
+    unknown = invoke("tasks", "done", "nope", "-d", "no_answer")
+    assert unknown.exit_code == 2 and "no agent task 'nope'" in text_of(unknown)
+    bad = invoke("tasks", "done", "nope", "-d", "maybe")
+    assert bad.exit_code == 2 and "right_party" in text_of(bad)
+    half = invoke("tasks", "done", "nope", "-d", "promise", "--amount", "10.00")
+    assert half.exit_code == 2 and "--amount and --on" in text_of(half)
+    wrong = invoke(
+        "tasks", "done", "nope", "-d", "promise", "--amount", "ten", "--on", "2030-01-01"
+    )
+    assert wrong.exit_code == 2 and "'ten' is not a number" in text_of(wrong)
+
+
+def test_an_inbound_bounce_that_is_not_ours_is_reported(cli_db: Path) -> None:
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text("debtor_ref,name\nD1,Alice\n", encoding="utf-8")
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    (cli_db / "hello.eml").write_bytes(b"From: a@example.be\r\nSubject: hi\r\n\r\nhello\r\n")
+    result = invoke("messages", "inbound", "hello.eml")
+    assert result.exit_code == 0 and "neither a bounce nor a reply" in text_of(result)
+    assert invoke("messages", "inbound", "missing.eml").exit_code == 2

@@ -213,6 +213,8 @@ class GateFacts:
     country: list[str | None]
     reminders: dict[int, list[tuple[int, str]]]  # row → (sent at, channel), oldest first
     charged: dict[int, Counter[str]]  # row → fee kind → minor units
+    calls: dict[int, list[int]] = field(default_factory=dict)  # row → call attempts' times
+    conversation: dict[int, int] = field(default_factory=dict)  # row → last conversation
     _memo: dict[tuple[Any, ...], GateDecision] = field(default_factory=dict)
 
     def contact(self, row: int, recent: tuple[tuple[str, dt.datetime], ...] = ()) -> ContactFacts:
@@ -227,6 +229,8 @@ class GateFacts:
             country=self.country[row],
             reachable=_REACHABLE[int(facts.reachable[row])],
             recent_contacts=recent,
+            recent_calls=tuple(_utc(t) for t in self.calls.get(row, ())),
+            last_conversation_at=_utc(self.conversation[row]) if row in self.conversation else None,
             reminders_sent=len(reminders),
             first_reminder=(_utc(first[0]), first[1] != "letter") if first else None,
             fees_charged_minor=charged[FeeKind.REMINDER_FEE],
@@ -242,7 +246,7 @@ class GateFacts:
         now: dt.datetime,
         policy: PolicyConfig,
     ) -> GateDecision:
-        if recent:
+        if recent or (channel == "phone" and (row in self.calls or row in self.conversation)):
             return check_send(self.contact(row, tuple(recent)), channel, now, policy)
         facts = self.facts
         paid = int(facts.balance_minor[row]) <= 0
@@ -304,6 +308,8 @@ def _read_facts(
     reminders: dict[int, list[tuple[int, str]]] = {}
     charged: dict[int, Counter[str]] = {}
     delivery_at = np.full(n, -1, dtype=np.int64)  # when the last delivery fact happened
+    calls: dict[int, list[int]] = {}
+    conversation: dict[int, int] = {}
     for case, sent in raw["sent"].items():
         i = at[case]
         for channel, when, reminder, kind, amount, fee in sent:
@@ -314,6 +320,8 @@ def _read_facts(
                     reminders.setdefault(i, []).append((int(when), channel))
             elif kind == "fee":
                 charged.setdefault(i, Counter())[fee] += amount or 0
+            elif kind == "task" and channel == "phone" and when is not None:
+                calls.setdefault(i, []).append(int(when))
         facts.reminders_sent[i] = len(reminders.get(i, ()))
     for case, events in raw["events"].items():
         i = at[case]
@@ -325,7 +333,9 @@ def _read_facts(
             if event_type in _DELIVERIES and when >= delivery_at[i]:
                 facts.last_delivery[i] = _DELIVERIES[event_type]
                 delivery_at[i] = when
-    return GateFacts(facts, zone, country, reminders, charged)
+            if event_type == "call.conversation":
+                conversation[i] = int(when)
+    return GateFacts(facts, zone, country, reminders, charged, calls, conversation)
 
 
 def _plan_and_gate(
@@ -423,11 +433,19 @@ def _plan_and_gate(
         aid = attempt_id(text, journey, node_id, step, None)
         if kind is Kind.TASK:
             task_kind, script = detail
-            channel = "phone" if task_kind == "call" else None
+            status, not_before, reason = "queued", now, f"agent task: {task_kind}"
+            channel = None
+            if task_kind == "call":  # calls obey the gate too: caps, conversations, holds
+                channel = "phone"
+                decision = gate.check_send(row, "phone", contacts, now, policy)
+                if decision.verdict != "send":
+                    status, reason = statuses[decision.verdict], decision.reason
+                    not_before = decision.not_before or now
+                log.append((case, aid, "plan", decision.verdict, channel, decision.reason))
             outbox.append(
                 OutboxEntry(
                     aid, case, debtor, journey, node_id, step, "task", channel, script,
-                    False, None, "queued", now, f"agent task: {task_kind}",
+                    False, None, status, not_before, reason,
                 )
             )  # fmt: skip
             continue

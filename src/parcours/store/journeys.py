@@ -32,6 +32,7 @@ EVENT_TYPES: Final = (
     "message.opened",
     "message.delivered",
     "message.bounced",
+    "call.conversation",
 )
 
 

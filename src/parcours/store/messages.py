@@ -300,3 +300,55 @@ class MessageStore(JourneyStore):
             f"WHERE id = {m} AND creditor_id = {m}",
             (self.writer.timestamp(at), debtor, self.writer.creditor_key),
         )
+
+    # -- agent tasks -----------------------------------------------------------------------
+
+    def open_tasks(self, now: dt.datetime, limit: int) -> list[tuple[Any, ...]]:
+        """Agent tasks to do now, oldest first: (attempt id, case ref, channel, script,
+        journey, created_at)."""
+        return self._rows(
+            "SELECT o.attempt_id, c.ref, o.channel, o.template, o.journey, o.created_at "
+            "FROM outbox o JOIN cases c ON c.id = o.case_id AND c.creditor_id = o.creditor_id "
+            "WHERE o.creditor_id = ? AND o.kind = 'task' AND o.status IN ('queued', 'delayed') "
+            f"AND o.not_before <= ? ORDER BY o.not_before, o.attempt_id LIMIT {int(limit)}",
+            [self.writer.timestamp(now)],
+        )
+
+    def task(self, attempt_id: str) -> tuple[Any, ...] | None:
+        """(outbox id, case, debtor, channel, script, status) of one agent task."""
+        rows = self._rows(
+            f"SELECT {self._id('o.id')}, {self._id('o.case_id')}, {self._id('o.debtor_id')}, "
+            "o.channel, o.template, o.status FROM outbox o "
+            "WHERE o.creditor_id = ? AND o.kind = 'task' AND o.attempt_id = ?",
+            [attempt_id],
+        )
+        if not rows:
+            return None
+        outbox_id, case, debtor, channel, script, status = rows[0]
+        return self._key(outbox_id), self._key(case), self._key(debtor), channel, script, status
+
+    def close_task(self, outbox_id: Key, at: dt.datetime, reason: str) -> None:
+        self._settle(
+            outbox_id, None, f"status = 'sent', sent_at = {self.mark}, reason = {self.mark}",
+            (self.writer.timestamp(at), reason),
+        )  # fmt: skip
+
+    def add_promise(
+        self, case: Key, amount_minor: int, currency: str, due_on: dt.date, at: dt.datetime
+    ) -> None:
+        w = self.writer
+        w.insert(
+            "promises",
+            ("id", "creditor_id", "case_id", "amount_minor", "currency", "due_on", "made_at"),
+            [
+                (
+                    w.new_id(),
+                    w.creditor_key,
+                    case,
+                    amount_minor,
+                    currency,
+                    due_on.isoformat() if self.sqlite else due_on,
+                    w.timestamp(at),
+                )
+            ],
+        )

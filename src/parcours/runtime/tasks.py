@@ -1,0 +1,80 @@
+"""Agent tasks: the calls and follow-ups journeys ask for, and what the agent reports.
+
+A call ends with a disposition, and each feeds the journey as an event of the case:
+
+- `right_party` — a conversation with the debtor: no other call for 7 days (the gate);
+- `no_answer` — an attempt, counted in the call cap (7 per 7 days per debt);
+- `wrong_number` — the number is not the debtor's: it is never used again (SMS or call);
+- `promise` — the debtor promised an amount by a date: a pending promise, which the
+  journeys wait on (`promise_made`, the promise date anchor);
+- `dispute` — the debtor contests the debt: recorded for the dispute workflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import Engine
+
+from parcours.store.messages import MessageStore
+
+__all__ = ["Disposition", "TaskError", "complete_task"]
+
+
+class Disposition(enum.StrEnum):
+    RIGHT_PARTY = "right_party"
+    NO_ANSWER = "no_answer"
+    WRONG_NUMBER = "wrong_number"
+    PROMISE = "promise"
+    DISPUTE = "dispute"
+
+
+_EVENTS = {
+    Disposition.RIGHT_PARTY: "call.conversation",
+    Disposition.NO_ANSWER: "call.no_answer",
+    Disposition.WRONG_NUMBER: "call.wrong_number",
+    Disposition.PROMISE: "promise.made",
+    Disposition.DISPUTE: "dispute.opened",
+}
+
+
+class TaskError(ValueError):
+    """The task does not exist, is done, or the disposition lacks what it needs."""
+
+
+def complete_task(
+    engine: Engine,
+    creditor_id: Any,
+    attempt_id: str,
+    disposition: Disposition,
+    now: dt.datetime,
+    *,
+    promise: tuple[int, str, dt.date] | None = None,
+) -> str:
+    """Close an agent task with its disposition; returns what was recorded."""
+    if disposition is Disposition.PROMISE and promise is None:
+        raise TaskError("a promise needs its amount and date")
+    if promise is not None and promise[2] < now.date():
+        raise TaskError(f"the promise date {promise[2]} is in the past")
+    with engine.begin() as connection:
+        store = MessageStore(connection, creditor_id)
+        found = store.task(attempt_id)
+        if found is None:
+            raise TaskError(f"no agent task {attempt_id!r}")
+        outbox_id, case, debtor, _, script, status = found
+        if status not in ("queued", "delayed"):
+            raise TaskError(f"task {attempt_id} is already {status}")
+        store.close_task(outbox_id, now, disposition.value)
+        payload: dict[str, Any] = {"attempt_id": attempt_id, "script": script}  # no notes:
+        # events never hold personal data, and an agent's words may.
+        if disposition is Disposition.PROMISE:
+            assert promise is not None
+            amount, currency, due_on = promise
+            store.add_promise(case, amount, currency, due_on, now)
+            payload |= {"amount_minor": amount, "due_on": due_on.isoformat()}
+        if disposition is Disposition.WRONG_NUMBER:
+            store.opt_out(debtor, "phone_consent", now)
+        store.add_event(case, debtor, _EVENTS[disposition], now, payload)
+    return f"{attempt_id}: {disposition.value}"

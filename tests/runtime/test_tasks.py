@@ -1,0 +1,105 @@
+"""Agent call tasks: gated like messages, closed with a disposition that feeds the case."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from parcours.domain.journey import Journey
+from parcours.journeys.library import Library
+from parcours.runtime.tasks import Disposition, TaskError, complete_task
+from parcours.runtime.tick import run_tick
+from parcours.store.messages import MessageStore
+from parcours.store.schema import DebtorRow, EventRow, OutboxRow, PromiseRow
+from parcours.store.uow import UnitOfWork
+from tests.runtime.test_tick import START, load, rows
+
+# A call every day after the due date, until paid.
+CALLS: dict[str, Any] = {
+    "key": "calls",
+    "version": 1,
+    "persona": None,
+    "description": "call, then call again the next day",
+    "start": "wait",
+    "nodes": [
+        {"id": "wait", "type": "wait", "anchor": "due_date", "days": 1, "next": "call"},
+        {"id": "call", "type": "task", "kind": "call", "script": "supportive_call", "next": "pause"},
+        {"id": "pause", "type": "wait_event", "events": ["payment"], "timeout_days": 1, "on_event": "paid", "on_timeout": "call"},
+        {"id": "paid", "type": "exit", "reason": "paid"},
+    ],
+}  # fmt: skip
+DUE = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)  # a Monday, two days after the due date
+
+
+def tick(engine: Engine, at: dt.datetime) -> Any:
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        run_tick(uow.connection(), creditor.id, Library([Journey.model_validate(CALLS)]), at)
+        uow.commit()
+        return creditor.id
+
+
+def open_tasks(engine: Engine, creditor: Any, at: dt.datetime) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        return MessageStore(connection, creditor).open_tasks(at, 50)
+
+
+def test_a_call_task_is_gated_and_closed_with_a_promise(engine: Engine, tmp_path: Path) -> None:
+    load(engine, tmp_path)
+    tick(engine, START)
+    creditor = tick(engine, DUE)
+    tasks = open_tasks(engine, creditor, DUE)
+    # Alice and Bruno have a phone; Chris has none: his call is skipped by the gate.
+    assert sorted(t[1] for t in tasks) == ["C-D1", "C-D2"]
+    skipped = [
+        r
+        for r in rows(engine, OutboxRow.kind, OutboxRow.status, OutboxRow.reason)
+        if r[1] == "skipped"
+    ]
+    assert skipped == [("task", "skipped", "no consent or contact point for phone")]
+    alice = next(t[0] for t in tasks if t[1] == "C-D1")
+    bruno = next(t[0] for t in tasks if t[1] == "C-D2")
+    done = complete_task(
+        engine, creditor, alice, Disposition.PROMISE, DUE,
+        promise=(12_000, "EUR", dt.date(2026, 12, 20)),
+    )  # fmt: skip
+    assert done.endswith("promise")
+    assert rows(engine, PromiseRow.amount_minor, PromiseRow.due_on, PromiseRow.state) == [
+        (12_000, dt.date(2026, 12, 20), "pending")
+    ]
+    complete_task(engine, creditor, bruno, Disposition.WRONG_NUMBER, DUE)
+    assert dict(rows(engine, DebtorRow.ref, DebtorRow.phone_consent))["D2"] == "opted_out"
+    events = sorted(t for (t,) in rows(engine, EventRow.type))
+    assert events == ["call.wrong_number", "promise.made"]
+    with pytest.raises(TaskError, match="already sent"):
+        complete_task(engine, creditor, alice, Disposition.NO_ANSWER, DUE)
+    with pytest.raises(TaskError, match="no agent task"):
+        complete_task(engine, creditor, "nope", Disposition.NO_ANSWER, DUE)
+    with pytest.raises(TaskError, match="amount and date"):
+        complete_task(engine, creditor, alice, Disposition.PROMISE, DUE)
+    # Bruno's number is wrong: no call is planned for him any more.
+    tick(engine, DUE + dt.timedelta(days=1))
+    later = open_tasks(engine, creditor, DUE + dt.timedelta(days=1))
+    assert "C-D2" not in {t[1] for t in later}
+
+
+def test_no_call_for_a_week_after_a_conversation(engine: Engine, tmp_path: Path) -> None:
+    load(engine, tmp_path)
+    tick(engine, START)
+    creditor = tick(engine, DUE)
+    alice = next(t[0] for t in open_tasks(engine, creditor, DUE) if t[1] == "C-D1")
+    complete_task(engine, creditor, alice, Disposition.RIGHT_PARTY, DUE)
+    for day in range(1, 7):
+        at = DUE + dt.timedelta(days=day)
+        tick(engine, at)
+        assert "C-D1" not in {t[1] for t in open_tasks(engine, creditor, at)}
+    delayed = [r for r in rows(engine, OutboxRow.status, OutboxRow.reason) if r[0] == "delayed"]
+    # Alice's calls of that week wait for its end (Bruno's only for Sunday).
+    assert sum("conversation on" in reason for _, reason in delayed) >= 1
+    week = DUE + dt.timedelta(days=7, hours=1)
+    assert "C-D1" in {t[1] for t in open_tasks(engine, creditor, week)}
