@@ -36,30 +36,21 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from parcours.channels.base import Outcome
 from parcours.channels.content import (
-    Address,
     Channel,
-    CreditorProfile,
     EmailBody,
     FeeLine,
     InvoiceLine,
     MessageContent,
 )
 from parcours.channels.email import SmtpConfig, SmtpProvider, build_email
+from parcours.channels.render import SAMPLE_CREDITOR
 from parcours.domain.structured_communication import StructuredCommunication
 from parcours.observability import configure_logging
 
 TARGET_EMAILS_PER_S = 1_000
 HOST = "127.0.0.1"
 
-CREDITOR = CreditorProfile(
-    name="Demo Energy SA",
-    iban="BE71096123456769",
-    bic="GKCCBEBB",
-    address=Address("Demo Energy SA", "Rue de la Loi 16", "1000", "Bruxelles", "BE"),
-    help_email="aide@demo-energy.example",
-    help_phone="+3225550100",
-    email_from="factures@demo-energy.example",
-)
+CREDITOR = SAMPLE_CREDITOR
 
 
 def _content(i: int) -> MessageContent:

@@ -33,28 +33,20 @@ from typing import Any
 from parcours.channels.content import (
     Address,
     Channel,
-    CreditorProfile,
     FeeLine,
     InvoiceLine,
     LetterBody,
     MessageContent,
 )
 from parcours.channels.letter import _view, epc_payment_for, render_batch, render_letter
+from parcours.channels.render import SAMPLE_CREDITOR
 from parcours.domain.structured_communication import StructuredCommunication
 from parcours.observability import configure_logging
 from parcours.payments.epc import qr_svg
 
 TARGET_PAGES_PER_S = 20.0
 
-CREDITOR = CreditorProfile(
-    name="Demo Energy SA",
-    iban="BE71096123456769",
-    bic="GKCCBEBB",
-    address=Address("Demo Energy SA", "Rue de la Loi 16", "1000", "Bruxelles", "BE"),
-    help_email="aide@demo-energy.example",
-    help_phone="+3225550100",
-    company_number="0123.456.749",
-)
+CREDITOR = SAMPLE_CREDITOR
 
 BODIES = {
     "fr": LetterBody(

@@ -697,14 +697,6 @@ def test_what_can_never_be_posted_is_a_permanent_failure(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_file_that_appears_meanwhile_is_never_overwritten(tmp_path: Path) -> None:
-    target = tmp_path / "attempt.pdf"
-    assert letter_module._write_exclusively(target, b"first")
-    assert not letter_module._write_exclusively(target, b"second")
-    assert target.read_bytes() == b"first"
-    assert [p.name for p in tmp_path.iterdir()] == ["attempt.pdf"]
-
-
 def test_an_unwritable_directory_is_a_transient_failure(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -71,6 +71,7 @@ from reportlab.pdfgen.canvas import Canvas  # type: ignore[import-untyped]
 
 from parcours.channels.base import Outcome, SendResult
 from parcours.channels.content import Channel, LetterBody, MessageContent, Rendered
+from parcours.channels.file import write_once
 from parcours.domain.errors import DomainError
 from parcours.domain.money import currency_exponent
 from parcours.payments.epc import (
@@ -1111,25 +1112,6 @@ class LetterConfig(BaseModel):
     output_dir: Path
 
 
-def _write_exclusively(path: Path, data: bytes) -> bool:
-    """Write `path` whole or not at all, and never over an existing file: the bytes go to
-    a temporary file (created with O_EXCL), which is then hard-linked to `path` — link(2)
-    fails when `path` exists, as an O_EXCL open would, and the name appears complete."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 class LetterProvider:
     """Writes each letter as `<attempt_id>.pdf` for printing; an attempt is written once."""
 
@@ -1161,7 +1143,7 @@ class LetterProvider:
             return SendResult(Outcome.PERMANENT, detail=f"{type(error).__name__}: {error}")
         try:
             self._directory.mkdir(parents=True, exist_ok=True)
-            written = _write_exclusively(path, letter.pdf)
+            written = write_once(path, letter.pdf)
         except OSError as error:
             return SendResult(
                 Outcome.TRANSIENT, detail=f"cannot write the letter ({type(error).__name__})"

@@ -570,7 +570,7 @@ def builtin_requirements(library_dir: Path = _BUILTIN_JOURNEYS) -> frozenset[tup
     return frozenset(pairs)
 
 
-_SAMPLE_CREDITOR: Final = CreditorProfile(
+SAMPLE_CREDITOR: Final = CreditorProfile(  # previews and benchmarks
     name="Exemple & Fils SA",
     iban="BE71096123456769",
     bic="GKCCBEBB",
@@ -602,9 +602,9 @@ def sample_content(
         if Channel(channel) is not Channel.SMS:
             fees += (FeeLine("late_interest", 112, "Loi du 2 août 2002, art. 5"),)
     creditor = (
-        _SAMPLE_CREDITOR
+        SAMPLE_CREDITOR
         if full
-        else dataclasses.replace(_SAMPLE_CREDITOR, bic=None, company_number=None)
+        else dataclasses.replace(SAMPLE_CREDITOR, bic=None, company_number=None)
     )
     content = MessageContent(
         attempt_id="0" * 32,
