@@ -234,3 +234,19 @@ def tasks_done(
         _fail(str(error))
     finally:
         engine.dispose()
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the carrier webhooks and debtors' links (`PARCOURS_PUBLIC_URL` points here)."""
+    import uvicorn
+
+    from parcours.web.app import create_app
+
+    try:
+        application = create_app()
+    except RuntimeError as error:
+        _fail(str(error))
+    uvicorn.run(application, host=host, port=port, log_level="warning")

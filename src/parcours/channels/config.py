@@ -168,7 +168,10 @@ default:
   #   email: {provider: smtp, host: smtp.example.be, port: 587, security: starttls,
   #           username: parcours, password: "...", domain: demo-energy.example}
   #   sms: {provider: sms-http, preset: twilio, base_url: "https://api.twilio.com",
-  #         account_sid: "AC...", token: "...", sender: DemoEnergy}
+  #         account_sid: "AC...", token: "...", sender: DemoEnergy,
+  #         status_callback_url: "https://pay.example.be/webhooks/sms/Demo%20Energy/status"}
+  # Twilio's incoming messages (STOP, replies) go to .../webhooks/sms/<creditor>/inbound;
+  # `parcours serve` answers both, checking Twilio's signature with the token above.
 """
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -352,3 +353,35 @@ class MessageStore(JourneyStore):
                 )
             ],
         )
+
+    # -- inbound SMS -----------------------------------------------------------------------
+
+    def last_sms_to(self, number: str) -> str | None:
+        """The attempt id of the latest SMS sent to `number` (a reply answers it)."""
+        rows = self._rows(
+            "SELECT o.attempt_id FROM outbox o JOIN debtors d "
+            "ON d.id = o.debtor_id AND d.creditor_id = o.creditor_id "
+            "WHERE o.creditor_id = ? AND d.phone = ? AND o.channel = 'sms' AND o.status = 'sent' "
+            "ORDER BY o.sent_at DESC LIMIT 1",
+            [number],
+        )
+        return str(rows[0][0]) if rows else None
+
+    def opt_out_number(self, number: str, at: dt.datetime) -> int:
+        """Every debtor of the creditor with this mobile number: no more SMS or calls."""
+        m = self.mark
+        result = self.connection.exec_driver_sql(
+            f"UPDATE debtors SET phone_consent = 'opted_out', updated_at = {m} "
+            f"WHERE creditor_id = {m} AND phone = {m}",
+            (self.writer.timestamp(at), self.writer.creditor_key, number),
+        )
+        return int(result.rowcount)
+
+    def case_debtor(self, case_text: str) -> tuple[Key, Key] | None:
+        """(case, debtor) in storage form for a case id from a link, in this tenant only."""
+        case = uuid.UUID(case_text).bytes if self.sqlite else case_text
+        rows = self._rows(
+            f"SELECT {self._id('c.debtor_id')} FROM cases c WHERE c.creditor_id = ? AND c.id = ?",
+            [case],
+        )
+        return (case, self._key(rows[0][0])) if rows else None

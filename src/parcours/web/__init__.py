@@ -1,0 +1,1 @@
+"""The HTTP side of parcours: carrier webhooks and the debtor's personal links."""
