@@ -102,3 +102,58 @@ def test_an_inbound_bounce_that_is_not_ours_is_reported(cli_db: Path) -> None:
     result = invoke("messages", "inbound", "hello.eml")
     assert result.exit_code == 0 and "neither a bounce nor a reply" in text_of(result)
     assert invoke("messages", "inbound", "missing.eml").exit_code == 2
+
+
+def test_run_sends_through_smtp_and_the_sms_gateway_when_configured(cli_db: Path) -> None:
+    """`parcours run` with a channels file: e-mail to a real SMTP server, SMS to a gateway."""
+    import yaml
+
+    from tests.channels.fake_sms_gateway import ACCOUNT_SID, AUTH_TOKEN, FakeSmsGateway
+    from tests.channels.smtp_server import HOST, running_server
+
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text(
+        "debtor_ref,name,email,phone,street,postcode,city\n"
+        "D1,Alice,alice@example.be,0470123456,Rue Haute 1,1000,Bruxelles\n"
+        "D2,Bruno,bruno@example.be,0470654321,Kerkstraat 2,2000,Antwerpen\n",
+        encoding="utf-8",
+    )
+    (cli_db / "i.csv").write_text(
+        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
+        "F1,D1,120.00,EUR,2026-10-01,2026-10-31\nF2,D2,80.00,EUR,2026-10-01,2026-10-31\n",
+        encoding="utf-8",
+    )
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
+    # Alice's journey starts by SMS (the nonchalant), Bruno's by e-mail (the engaged).
+    assert invoke("personas", "assign", "D1", "nonchalant").exit_code == 0
+    assert invoke("personas", "assign", "D2", "engaged").exit_code == 0
+    example = yaml.safe_load((cli_db / "channels.yaml").read_text(encoding="utf-8"))
+    with running_server() as (controller, handler), FakeSmsGateway() as gateway:
+        example["default"]["providers"] = {
+            "email": {"provider": "smtp", "host": HOST, "port": controller.port, "security": "none"},
+            "sms": {
+                "provider": "sms-http", "preset": "twilio", "base_url": gateway.base_url,
+                "account_sid": ACCOUNT_SID, "token": AUTH_TOKEN, "sender": "DemoEnergy",
+            },
+        }  # fmt: skip
+        (cli_db / "channels.yaml").write_text(yaml.safe_dump(example), encoding="utf-8")
+        result = invoke("run", "--at", "2026-12-01T10:00", "--json")
+        assert result.exit_code == 0, result.output
+        received, texts = len(handler.received), [m.to for m in gateway.messages]
+    assert received == 1 and texts == ["+32470123456"], result.output
+    assert not list((cli_db / "outbox").glob("*.eml")) and not list(
+        (cli_db / "outbox").glob("*.sms.json")
+    )
+
+
+def test_a_bad_channels_file_is_named(cli_db: Path) -> None:
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text("debtor_ref,name\nD1,Alice\n", encoding="utf-8")
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    (cli_db / "channels.yaml").write_text(
+        "default:\n  profile: {name: X, iban: BE00}\n", encoding="utf-8"
+    )
+    result = invoke("run", "--at", "2026-12-01T10:00")
+    assert result.exit_code == 2
+    assert "channels.yaml: default.profile.iban" in text_of(result)
