@@ -250,3 +250,53 @@ def serve(
     except RuntimeError as error:
         _fail(str(error))
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@messages_app.command("print-batch")
+def messages_print_batch(
+    day: Annotated[str, typer.Option("--day", help="The day the letters went (YYYY-MM-DD).")],
+    source: Annotated[
+        Path | None, typer.Option("--from", help="Where the letters were written (outbox).")
+    ] = None,
+    target: Annotated[Path, typer.Option("--out", help="Folder for the batch.")] = Path("print"),
+    simplex: Annotated[bool, typer.Option("--simplex", help="Print on one side only.")] = False,
+    creditor: Annotated[str | None, typer.Option("--creditor", "-c")] = None,
+) -> None:
+    """A day's letters as one PDF for the mail house, with its CSV manifest."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from parcours.channels.letter import LetterError, ManifestRow, join_letters
+    from parcours.cli import _creditor, _unit_of_work
+    from parcours.store.messages import MessageStore
+
+    settings = get_settings()
+    try:
+        local = dt.date.fromisoformat(day)
+    except ValueError:
+        _fail(f"--day {day!r} is not a date like 2026-12-05")
+    zone = ZoneInfo(settings.default_timezone)
+    start = dt.datetime.combine(local, dt.time(), zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(local + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+    folder = source or settings.outbox_dir
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        sent = MessageStore(uow.connection(), owner.id).letters_sent(start, end)
+    letters, missing = [], []
+    for attempt, case_ref, name, postcode, city, country in sent:
+        path = folder / f"{attempt}.pdf"
+        if not path.exists():
+            missing.append(attempt)
+            continue
+        row = ManifestRow(attempt, case_ref, 0, 0, 0, name, postcode, city, country)
+        letters.append((path, row))
+    try:
+        batch = join_letters(letters, target, name=f"letters-{local}", duplex=not simplex)
+    except LetterError as error:
+        _fail(f"{day}: {error}")
+    out.print(
+        f"{len(batch.rows):,} letters, {batch.total_pages:,} pages on {batch.sheets:,} sheets: "
+        f"{batch.pdf_path} and {batch.manifest_path}"
+    )
+    if missing:
+        out.print(f"{len(missing):,} letters not found in {folder} (written elsewhere?)")

@@ -157,3 +157,41 @@ def test_a_bad_channels_file_is_named(cli_db: Path) -> None:
     result = invoke("run", "--at", "2026-12-01T10:00")
     assert result.exit_code == 2
     assert "channels.yaml: default.profile.iban" in text_of(result)
+
+
+def test_a_days_letters_become_one_print_batch_with_a_manifest(cli_db: Path) -> None:
+    import csv
+
+    from pypdf import PdfReader
+
+    assert invoke("init").exit_code == 0
+    (cli_db / "d.csv").write_text(
+        "debtor_ref,name,street,postcode,city\n"
+        "D1,Alice Lambert,Rue Haute 1,1000,Bruxelles\nD2,Bruno Peeters,Kerkstraat 2,2000,Antwerpen\n",
+        encoding="utf-8",
+    )
+    (cli_db / "i.csv").write_text(
+        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
+        "F1,D1,120.00,EUR,2026-10-01,2026-10-31\nF2,D2,80.00,EUR,2026-10-01,2026-10-31\n",
+        encoding="utf-8",
+    )
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
+    assert invoke("run", "--at", "2026-12-01T10:00").exit_code == 0
+    letters = sorted((cli_db / "outbox").glob("*.pdf"))
+    assert len(letters) == 2  # the universal ladder's first reminder, by post
+    result = invoke("messages", "print-batch", "--day", "2026-12-01", "--out", "print")
+    assert result.exit_code == 0, result.output
+    batch = PdfReader(cli_db / "print" / "letters-2026-12-01.pdf")
+    with (cli_db / "print" / "letters-2026-12-01.csv").open(encoding="utf-8") as handle:
+        manifest = list(csv.DictReader(handle))
+    assert sorted(r["case_ref"] for r in manifest) == ["C-D1", "C-D2"]
+    pages = sum(len(PdfReader(p).pages) for p in letters)
+    blanks = sum(len(PdfReader(p).pages) % 2 for p in letters)
+    assert len(batch.pages) == pages + blanks  # each letter from a new sheet (duplex)
+    first = [int(r["first_page"]) for r in manifest]
+    assert first[0] == 1 and all(f % 2 == 1 for f in first)
+    text = batch.pages[first[1] - 1].extract_text()
+    assert manifest[1]["recipient_name"] in text
+    empty = invoke("messages", "print-batch", "--day", "2026-12-02")
+    assert empty.exit_code == 2 and "no letter to print" in text_of(empty)

@@ -53,7 +53,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -1157,3 +1157,41 @@ class LetterProvider:
 
     def close(self) -> None:
         """Nothing is kept open between letters."""
+
+
+def join_letters(
+    letters: Sequence[tuple[Path, ManifestRow]],
+    directory: Path | str,
+    *,
+    name: str = "letters",
+    duplex: bool = True,
+) -> BatchResult:
+    """The day's print batch from letters already written (the very PDFs that were
+    "sent"): one PDF, each letter from a new sheet (a blank verso after an odd page count
+    when `duplex`), and the mail house's CSV manifest. `letters` carry their manifest
+    rows with page and sheet numbers still to fill."""
+    from pypdf import PdfReader, PdfWriter
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = PdfWriter()
+    rows: list[ManifestRow] = []
+    for path, row in letters:
+        reader = PdfReader(path)
+        first = len(writer.pages) + 1
+        for page in reader.pages:
+            writer.add_page(page)
+        pages = len(reader.pages)
+        if duplex and pages % 2:
+            box = reader.pages[-1].mediabox
+            writer.add_blank_page(width=float(box.width), height=float(box.height))
+        sheets = (pages + 1) // 2 if duplex else pages
+        rows.append(replace(row, first_page=first, page_count=pages, sheet_count=sheets))
+    if not rows:
+        raise LetterError("no letter to print")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    pdf_path, manifest_path = folder / f"{name}.pdf", folder / f"{name}.csv"
+    _write_atomically(pdf_path, buffer.getvalue())
+    _write_atomically(manifest_path, _manifest_csv(rows))
+    return BatchResult(pdf_path, manifest_path, tuple(rows), len(writer.pages), ())

@@ -385,3 +385,16 @@ class MessageStore(JourneyStore):
             [case],
         )
         return (case, self._key(rows[0][0])) if rows else None
+
+    def letters_sent(self, start: dt.datetime, end: dt.datetime) -> list[tuple[Any, ...]]:
+        """Letters sent in [start, end): (attempt id, case ref, name, postcode, city,
+        country), in the order they went."""
+        return self._rows(
+            "SELECT o.attempt_id, c.ref, d.name, COALESCE(d.postcode, ''), "
+            "COALESCE(d.city, ''), COALESCE(d.country, '') FROM outbox o "
+            "JOIN cases c ON c.id = o.case_id AND c.creditor_id = o.creditor_id "
+            "JOIN debtors d ON d.id = o.debtor_id AND d.creditor_id = o.creditor_id "
+            "WHERE o.creditor_id = ? AND o.channel = 'letter' AND o.status = 'sent' "
+            "AND o.sent_at >= ? AND o.sent_at < ? ORDER BY o.sent_at, o.attempt_id",
+            [self.writer.timestamp(start), self.writer.timestamp(end)],
+        )
