@@ -78,17 +78,18 @@ class MessageStore(JourneyStore):
             "CASE WHEN d.phone_consent <> 'opted_out' THEN d.phone END, "
             "CASE WHEN d.postal_consent <> 'opted_out' THEN d.street END, "
             "d.postcode, d.city, d.country, d.timezone, e.persona "
-            "FROM tick_cases t JOIN cases c ON c.id = t.id AND c.creditor_id = ? "
-            "JOIN debtors d ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
-            "LEFT JOIN enrolments e ON e.case_id = c.id AND e.creditor_id = c.creditor_id"
+            "FROM tick_cases t CROSS JOIN cases c CROSS JOIN debtors d "
+            "LEFT JOIN enrolments e ON e.case_id = c.id AND e.creditor_id = c.creditor_id "
+            "WHERE c.id = t.id AND c.creditor_id = ? AND d.id = c.debtor_id "
+            "AND d.creditor_id = c.creditor_id"
         ):
             key = self._key(row[0])
             out[key] = CaseMessageFacts(row[1], self.text(row[0]), *row[2:])
         for key, ref, issued, due, amount, paid, currency, digits in self._rows(
             f"SELECT {case}, i.ref, i.issue_date, i.due_date, i.amount_minor, i.paid_minor, "
             "i.currency, i.structured_communication FROM tick_cases t "
-            "JOIN invoices i ON i.case_id = t.id AND i.creditor_id = ? "
-            "WHERE i.paid_minor < i.amount_minor ORDER BY i.due_date, i.ref"
+            "CROSS JOIN invoices i WHERE i.case_id = t.id AND i.creditor_id = ? "
+            "AND i.paid_minor < i.amount_minor ORDER BY i.due_date, i.ref"
         ):
             out[self._key(key)].invoices.append(
                 OpenInvoice(
@@ -98,8 +99,10 @@ class MessageStore(JourneyStore):
             )  # fmt: skip
         for key, kind, amount in self._rows(
             f"SELECT {case}, o.template, SUM(o.amount_minor) FROM tick_cases t "
-            "JOIN outbox o ON o.case_id = t.id AND o.creditor_id = ? "
-            "WHERE o.kind = 'fee' AND o.status = 'sent' GROUP BY t.id, o.template"
+            f"CROSS JOIN cases c CROSS JOIN outbox o{self._by_debtor} "
+            "WHERE c.id = t.id AND c.creditor_id = ? AND o.creditor_id = c.creditor_id "
+            "AND o.debtor_id = c.debtor_id AND o.case_id = c.id AND o.kind = 'fee' "
+            "AND o.status = 'sent' GROUP BY t.id, o.template"
         ):
             if amount:
                 out[self._key(key)].fees[kind] = int(amount)
