@@ -370,7 +370,7 @@ def _failed(
         node = library.get(key, int(version)).node(row.node_id)
     except (KeyError, ValueError, StopIteration):
         return
-    tried = store.step_channels(row.case, row.journey, row.node_id, row.step)
+    tried = store.step_channels(row.case, row.debtor, row.journey, row.node_id, row.step)
     if any(status in ("sent", "queued", "delayed") for status in tried.values()):
         return
     order = [*getattr(node, "channels", ()), *getattr(node, "fallback", ())]

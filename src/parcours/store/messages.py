@@ -242,14 +242,17 @@ class MessageStore(JourneyStore):
             outbox_id, token, f"status = 'failed', reason = {m}, attempts = attempts + 1", (reason,)
         )
 
-    def step_channels(self, case: Key, journey: str, node_id: str, step: int) -> dict[str, str]:
+    def step_channels(
+        self, case: Key, debtor: Key, journey: str, node_id: str, step: int
+    ) -> dict[str, str]:
         """Channel → status of the messages of one journey step of a case."""
         return {
             channel: status
             for channel, status in self._rows(
-                "SELECT channel, status FROM outbox WHERE creditor_id = ? AND case_id = ? "
-                "AND journey = ? AND node_id = ? AND step = ? AND kind = 'send'",
-                [case, journey, node_id, step],
+                f"SELECT channel, status FROM outbox{self._by_debtor} WHERE creditor_id = ? "
+                "AND debtor_id = ? AND case_id = ? AND journey = ? AND node_id = ? AND step = ? "
+                "AND kind = 'send'",
+                [debtor, case, journey, node_id, step],
             )
             if channel is not None
         }

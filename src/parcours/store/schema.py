@@ -481,7 +481,7 @@ class OutboxRow(Base):
     # not_before, after which another may take it over); the carrier's id and units billed.
     attempts: Mapped[int] = mapped_column(Integer(), server_default="0")
     claim: Mapped[str | None] = mapped_column(String(32), index=True)
-    provider_ref: Mapped[str | None] = mapped_column(String(128))
+    provider_ref: Mapped[str | None] = mapped_column(String(128), index=True)
     units: Mapped[int | None] = mapped_column(Integer())
 
 
