@@ -24,6 +24,7 @@ from parcours.store.bulk import Key, PortfolioWriter
 __all__ = ["DueBatch", "JourneyStore", "OutboxEntry"]
 
 Row = tuple[Any, ...]
+_FEW: Final = 2_000  # staged cases always joined case by case below this
 EVENT_TYPES: Final = (
     "payment.booked",
     "promise.made",
@@ -85,6 +86,7 @@ class JourneyStore:
         self.sqlite = connection.dialect.name == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
         self.false = "0" if self.sqlite else "false"
+        self._few = True  # the staged cases are a small part of the portfolio
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = self.connection.connection.cursor()
@@ -190,9 +192,17 @@ class JourneyStore:
     # -- due cases and their facts ---------------------------------------------------------
 
     def indexed_by(self, index: str) -> str:
-        """SQLite's `INDEXED BY`: without statistics on the tick's temporary tables its
-        planner may prefer an index that scans the whole tenant; PostgreSQL plans well."""
-        return f" INDEXED BY {index}" if self.sqlite else ""
+        """SQLite's `INDEXED BY` when the staged cases are few: without statistics on the
+        tick's temporary tables its planner may scan the whole tenant and probe them."""
+        return f" INDEXED BY {index}" if self.sqlite and self._few else ""
+
+    @property
+    def _then(self) -> str:
+        """How the fact queries join: case by case from the staged cases when they are a
+        small part of the portfolio (SQLite's `CROSS JOIN` fixes the order); otherwise
+        (and always on PostgreSQL, which plans with statistics) the planner chooses —
+        scanning a table once beats probing it for most of its rows."""
+        return " CROSS JOIN " if self.sqlite and self._few else ", "
 
     @property
     def _by_debtor(self) -> str:
@@ -262,15 +272,24 @@ class JourneyStore:
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} (id {kind} PRIMARY KEY)"
         )
         self.connection.exec_driver_sql(f"DELETE FROM {table}")
-        self.writer.insert(table, ("id",), [(k,) for k in set(keys)])  # COPY on PostgreSQL
+        rows = [(k,) for k in set(keys)]
+        self.writer.insert(table, ("id",), rows)  # COPY on PostgreSQL
+        if table == "tick_cases":
+            self._few = len(rows) < _FEW or len(rows) * 5 < self._active()
+
+    def _active(self) -> int:
+        return int(
+            self._rows(
+                f"SELECT COUNT(*) FROM enrolments WHERE creditor_id = ? AND done = {self.false}"
+            )[0][0]
+        )
 
     def facts(self, cases: Sequence[Key]) -> dict[str, dict[Key, Row]]:
         """Facts of these cases by kind: balance and oldest due date, debtor, promise,
         events (latest per type), sends so far — each keyed by case id.
 
-        Every query starts from the staged cases (`CROSS JOIN` fixes SQLite's join
-        order): without statistics it would rather scan all of the creditor's invoices,
-        events or messages and probe the few staged cases.
+        A few cases are read case by case through the indexes; many are read by the
+        joins the planner chooses (see `_then`).
         """
         self._stage("tick_cases", cases)
         day = (
@@ -287,7 +306,7 @@ class JourneyStore:
         out: dict[str, dict[Key, Row]] = {}
         out["balance"] = self._by_case(
             f"SELECT {case}, COALESCE(SUM(i.amount_minor - i.paid_minor), 0), {day} "
-            "FROM tick_cases t CROSS JOIN invoices i WHERE i.case_id = t.id "
+            f"FROM tick_cases t{self._then}invoices i WHERE i.case_id = t.id "
             "AND i.creditor_id = ? AND i.paid_minor < i.amount_minor GROUP BY t.id"
         )
         out["debtor"] = self._by_case(
@@ -295,20 +314,20 @@ class JourneyStore:
             "d.phone IS NOT NULL AND d.phone_consent <> 'opted_out', "
             "d.street IS NOT NULL AND d.postcode IS NOT NULL AND d.postal_consent <> 'opted_out', "
             "d.vulnerable, d.timezone, d.country, p.persona, d.phone "
-            "FROM tick_cases t CROSS JOIN cases c CROSS JOIN debtors d "
+            f"FROM tick_cases t{self._then}cases c{self._then}debtors d "
             "LEFT JOIN debtor_personas p ON p.debtor_id = d.id AND p.creditor_id = d.creditor_id "
             "WHERE c.id = t.id AND c.creditor_id = ? AND d.id = c.debtor_id "
             "AND d.creditor_id = c.creditor_id"
         )
         out["promise"] = self._by_case(
             f"SELECT {case}, {promise_day} FROM tick_cases t "
-            "CROSS JOIN promises p WHERE p.case_id = t.id AND p.creditor_id = ? "
+            f"{self._then}promises p WHERE p.case_id = t.id AND p.creditor_id = ? "
             "AND p.state = 'pending' GROUP BY t.id"
         )
         types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
         out["events"] = self._grouped(
             f"SELECT {case}, e.type, {self.epoch('MAX(e.occurred_at)')} FROM tick_cases t "
-            f"CROSS JOIN events e{self.indexed_by('ix_events_case_id_occurred_at')} "
+            f"{self._then}events e{self.indexed_by('ix_events_case_id_occurred_at')} "
             "WHERE e.case_id = t.id AND e.creditor_id = ? "
             f"AND e.type IN ({types}) GROUP BY t.id, e.type"
         )
@@ -317,7 +336,7 @@ class JourneyStore:
             "o.amount_minor, o.template "
             # Case by case through its debtor: (creditor, debtor) is indexed, the case id
             # is not (the dispatch index would scan every message ever sent).
-            f"FROM tick_cases t CROSS JOIN cases c CROSS JOIN outbox o{self._by_debtor} "
+            f"FROM tick_cases t{self._then}cases c{self._then}outbox o{self._by_debtor} "
             "WHERE c.id = t.id AND c.creditor_id = ? AND o.creditor_id = c.creditor_id "
             "AND o.debtor_id = c.debtor_id AND o.case_id = c.id AND o.status = 'sent' "
             "ORDER BY o.sent_at"
@@ -341,7 +360,7 @@ class JourneyStore:
         out: dict[Key, list[tuple[str, dt.datetime]]] = {}
         for debtor, channel, at in self._rows(
             f"SELECT {self._id('t.id')}, o.channel, {self.epoch('o.sent_at')} "
-            f"FROM tick_debtors t CROSS JOIN outbox o{self._by_debtor} "
+            f"FROM tick_debtors t{self._then}outbox o{self._by_debtor} "
             "WHERE o.debtor_id = t.id AND o.creditor_id = ? "
             "AND o.status = 'sent' AND o.kind = 'send' AND o.sent_at >= ?",
             [self.writer.timestamp(since)],

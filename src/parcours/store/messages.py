@@ -77,9 +77,9 @@ class MessageStore(JourneyStore):
             "CASE WHEN d.email_consent <> 'opted_out' THEN d.email END, "
             "CASE WHEN d.phone_consent <> 'opted_out' THEN d.phone END, "
             "CASE WHEN d.postal_consent <> 'opted_out' THEN d.street END, "
-            "d.postcode, d.city, d.country, d.timezone, e.persona "
-            "FROM tick_cases t CROSS JOIN cases c CROSS JOIN debtors d "
-            "LEFT JOIN enrolments e ON e.case_id = c.id AND e.creditor_id = c.creditor_id "
+            "d.postcode, d.city, d.country, d.timezone, (SELECT e.persona FROM enrolments e "
+            "WHERE e.case_id = c.id AND e.creditor_id = c.creditor_id) "
+            f"FROM tick_cases t{self._then}cases c{self._then}debtors d "
             "WHERE c.id = t.id AND c.creditor_id = ? AND d.id = c.debtor_id "
             "AND d.creditor_id = c.creditor_id"
         ):
@@ -88,7 +88,7 @@ class MessageStore(JourneyStore):
         for key, ref, issued, due, amount, paid, currency, digits in self._rows(
             f"SELECT {case}, i.ref, i.issue_date, i.due_date, i.amount_minor, i.paid_minor, "
             "i.currency, i.structured_communication FROM tick_cases t "
-            "CROSS JOIN invoices i WHERE i.case_id = t.id AND i.creditor_id = ? "
+            f"{self._then}invoices i WHERE i.case_id = t.id AND i.creditor_id = ? "
             "AND i.paid_minor < i.amount_minor ORDER BY i.due_date, i.ref"
         ):
             out[self._key(key)].invoices.append(
@@ -99,7 +99,7 @@ class MessageStore(JourneyStore):
             )  # fmt: skip
         for key, kind, amount in self._rows(
             f"SELECT {case}, o.template, SUM(o.amount_minor) FROM tick_cases t "
-            f"CROSS JOIN cases c CROSS JOIN outbox o{self._by_debtor} "
+            f"{self._then}cases c{self._then}outbox o{self._by_debtor} "
             "WHERE c.id = t.id AND c.creditor_id = ? AND o.creditor_id = c.creditor_id "
             "AND o.debtor_id = c.debtor_id AND o.case_id = c.id AND o.kind = 'fee' "
             "AND o.status = 'sent' GROUP BY t.id, o.template"
