@@ -11,6 +11,17 @@ import pytest
 from tests.cli.test_cli import invoke, text_of
 
 
+def portfolio(directory: Path, debtors: str, invoices: str | None = None) -> None:
+    """`parcours init`, then import these debtors (and invoices) for creditor "acme"."""
+    assert invoke("init").exit_code == 0
+    (directory / "d.csv").write_text(debtors, encoding="utf-8")
+    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    if invoices is not None:
+        header = "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
+        (directory / "i.csv").write_text(header + invoices, encoding="utf-8")
+        assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
+
+
 @pytest.mark.parametrize("lang", ["fr", "nl", "en"])
 def test_a_step_previews_by_sms_in_each_language(cli: Path, lang: str) -> None:
     result = invoke(
@@ -48,19 +59,12 @@ def test_a_step_that_sends_nothing_or_does_not_exist_is_a_clear_error(cli: Path)
 
 
 def test_a_case_preview_uses_the_case_facts(cli_db: Path) -> None:
-    assert invoke("init").exit_code == 0
-    (cli_db / "d.csv").write_text(
+    portfolio(
+        cli_db,
         "debtor_ref,name,email,phone,street,postcode,city\n"
         "D1,Alice Lambert,alice@example.be,0470123456,Rue Haute 1,1000,Bruxelles\n",
-        encoding="utf-8",
-    )
-    (cli_db / "i.csv").write_text(
-        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
         "F1,D1,120.00,EUR,2026-10-01,2026-10-31\nF2,D1,30.00,EUR,2026-10-05,2026-11-04\n",
-        encoding="utf-8",
     )
-    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
-    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
     result = invoke(
         "messages", "preview", "-j", "universal", "-s", "send_r1", "--channel", "email",
         "--case", "C-D1", "-l", "en",
@@ -78,9 +82,7 @@ def test_a_case_preview_uses_the_case_facts(cli_db: Path) -> None:
 
 
 def test_tasks_commands_name_what_is_wrong(cli_db: Path) -> None:
-    assert invoke("init").exit_code == 0
-    (cli_db / "d.csv").write_text("debtor_ref,name,phone\nD1,Alice,0470123456\n", encoding="utf-8")
-    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    portfolio(cli_db, "debtor_ref,name,phone\nD1,Alice,0470123456\n")
     assert invoke("tasks", "list").exit_code == 0
     unknown = invoke("tasks", "done", "nope", "-d", "no_answer")
     assert unknown.exit_code == 2 and "no agent task 'nope'" in text_of(unknown)
@@ -95,9 +97,7 @@ def test_tasks_commands_name_what_is_wrong(cli_db: Path) -> None:
 
 
 def test_an_inbound_bounce_that_is_not_ours_is_reported(cli_db: Path) -> None:
-    assert invoke("init").exit_code == 0
-    (cli_db / "d.csv").write_text("debtor_ref,name\nD1,Alice\n", encoding="utf-8")
-    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    portfolio(cli_db, "debtor_ref,name\nD1,Alice\n")
     (cli_db / "hello.eml").write_bytes(b"From: a@example.be\r\nSubject: hi\r\n\r\nhello\r\n")
     result = invoke("messages", "inbound", "hello.eml")
     assert result.exit_code == 0 and "neither a bounce nor a reply" in text_of(result)
@@ -111,20 +111,13 @@ def test_run_sends_through_smtp_and_the_sms_gateway_when_configured(cli_db: Path
     from tests.channels.fake_sms_gateway import ACCOUNT_SID, AUTH_TOKEN, FakeSmsGateway
     from tests.channels.smtp_server import HOST, running_server
 
-    assert invoke("init").exit_code == 0
-    (cli_db / "d.csv").write_text(
+    portfolio(
+        cli_db,
         "debtor_ref,name,email,phone,street,postcode,city\n"
         "D1,Alice,alice@example.be,0470123456,Rue Haute 1,1000,Bruxelles\n"
         "D2,Bruno,bruno@example.be,0470654321,Kerkstraat 2,2000,Antwerpen\n",
-        encoding="utf-8",
-    )
-    (cli_db / "i.csv").write_text(
-        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
         "F1,D1,120.00,EUR,2026-10-01,2026-10-31\nF2,D2,80.00,EUR,2026-10-01,2026-10-31\n",
-        encoding="utf-8",
     )
-    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
-    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
     # Alice's journey starts by SMS (the nonchalant), Bruno's by e-mail (the engaged).
     assert invoke("personas", "assign", "D1", "nonchalant").exit_code == 0
     assert invoke("personas", "assign", "D2", "engaged").exit_code == 0
@@ -148,9 +141,7 @@ def test_run_sends_through_smtp_and_the_sms_gateway_when_configured(cli_db: Path
 
 
 def test_a_bad_channels_file_is_named(cli_db: Path) -> None:
-    assert invoke("init").exit_code == 0
-    (cli_db / "d.csv").write_text("debtor_ref,name\nD1,Alice\n", encoding="utf-8")
-    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
+    portfolio(cli_db, "debtor_ref,name\nD1,Alice\n")
     (cli_db / "channels.yaml").write_text(
         "default:\n  profile: {name: X, iban: BE00}\n", encoding="utf-8"
     )
@@ -164,19 +155,12 @@ def test_a_days_letters_become_one_print_batch_with_a_manifest(cli_db: Path) -> 
 
     from pypdf import PdfReader
 
-    assert invoke("init").exit_code == 0
-    (cli_db / "d.csv").write_text(
+    portfolio(
+        cli_db,
         "debtor_ref,name,street,postcode,city\n"
         "D1,Alice Lambert,Rue Haute 1,1000,Bruxelles\nD2,Bruno Peeters,Kerkstraat 2,2000,Antwerpen\n",
-        encoding="utf-8",
-    )
-    (cli_db / "i.csv").write_text(
-        "invoice_ref,debtor_ref,amount,currency,issue_date,due_date\n"
         "F1,D1,120.00,EUR,2026-10-01,2026-10-31\nF2,D2,80.00,EUR,2026-10-01,2026-10-31\n",
-        encoding="utf-8",
     )
-    assert invoke("import", "debtors", "d.csv", "-c", "acme").exit_code == 0
-    assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
     assert invoke("run", "--at", "2026-12-01T10:00").exit_code == 0
     letters = sorted((cli_db / "outbox").glob("*.pdf"))
     assert len(letters) == 2  # the universal ladder's first reminder, by post
