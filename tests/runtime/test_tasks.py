@@ -14,7 +14,7 @@ from parcours.journeys.library import Library
 from parcours.runtime.tasks import Disposition, TaskError, complete_task
 from parcours.runtime.tick import run_tick
 from parcours.store.messages import MessageStore
-from parcours.store.schema import DebtorRow, EventRow, OutboxRow, PromiseRow
+from parcours.store.schema import CaseRow, DebtorRow, EventRow, OutboxRow, PromiseRow
 from parcours.store.uow import UnitOfWork
 from tests.runtime.test_tick import START, load, rows
 
@@ -103,3 +103,30 @@ def test_no_call_for_a_week_after_a_conversation(engine: Engine, tmp_path: Path)
     assert sum("conversation on" in reason for _, reason in delayed) >= 1
     week = DUE + dt.timedelta(days=7, hours=1)
     assert "C-D1" in {t[1] for t in open_tasks(engine, creditor, week)}
+
+
+def test_a_dispute_pauses_collection_until_it_is_closed(engine: Engine, tmp_path: Path) -> None:
+    load(engine, tmp_path)
+    tick(engine, START)
+    creditor = tick(engine, DUE)
+    alice = next(t[0] for t in open_tasks(engine, creditor, DUE) if t[1] == "C-D1")
+    complete_task(engine, creditor, alice, Disposition.DISPUTE, DUE)
+    for day in range(1, 4):  # no more calls for Alice while her dispute is open
+        at = DUE + dt.timedelta(days=day)
+        tick(engine, at)
+        assert "C-D1" not in {t[1] for t in open_tasks(engine, creditor, at)}
+        assert "C-D2" in {t[1] for t in open_tasks(engine, creditor, at)}
+    with UnitOfWork(engine) as uow:  # an agent rejects the dispute: collection resumes
+        creditor_id = uow.creditors.by_name("acme").id  # type: ignore[union-attr]
+        store = MessageStore(uow.connection(), creditor_id)
+        found = store.case_debtor(
+            next(str(c) for c, d in rows(engine, CaseRow.id, CaseRow.ref) if d == "C-D1")
+        )
+        assert found is not None
+        store.add_event(
+            *found, "dispute.closed", DUE + dt.timedelta(days=4), {"outcome": "rejected"}
+        )
+        uow.commit()
+    resumed = DUE + dt.timedelta(days=4, hours=1)
+    tick(engine, resumed)
+    assert "C-D1" in {t[1] for t in open_tasks(engine, creditor, resumed)}

@@ -224,6 +224,7 @@ class GateFacts:
         first = reminders[0] if reminders else None
         return ContactFacts(
             balance_minor=int(facts.balance_minor[row]),
+            disputed=bool(facts.disputed[row]),
             vulnerable=bool(facts.vulnerable[row]),
             timezone=self.zone[row],
             country=self.country[row],
@@ -246,7 +247,12 @@ class GateFacts:
         now: dt.datetime,
         policy: PolicyConfig,
     ) -> GateDecision:
-        if recent or (channel == "phone" and (row in self.calls or row in self.conversation)):
+        # The shared verdict covers a case with none of these (check_send reads them).
+        if (
+            recent
+            or self.facts.disputed[row]
+            or (channel == "phone" and (row in self.calls or row in self.conversation))
+        ):
             return check_send(self.contact(row, tuple(recent)), channel, now, policy)
         facts = self.facts
         paid = int(facts.balance_minor[row]) <= 0
@@ -335,6 +341,10 @@ def _read_facts(
                 delivery_at[i] = when
             if event_type == "call.conversation":
                 conversation[i] = int(when)
+            elif event_type == "dispute.opened":  # until a later close: collection pauses
+                facts.disputed[i] = True
+            elif event_type == "dispute.closed":
+                facts.disputed[i] = False
     return GateFacts(facts, zone, country, reminders, charged, calls, conversation)
 
 

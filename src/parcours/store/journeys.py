@@ -34,6 +34,8 @@ EVENT_TYPES: Final = (
     "message.delivered",
     "message.bounced",
     "call.conversation",
+    "dispute.opened",
+    "dispute.closed",
 )
 
 
