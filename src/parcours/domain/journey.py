@@ -142,6 +142,15 @@ class Arm(_Strict):
     next: NodeId
 
 
+def _check_arms(arms: tuple[Arm, ...] | tuple[ExperimentArm, ...]) -> None:
+    """A split's or an experiment's arms: distinct names, some weight to draw from."""
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ValueError("arms: two arms have the same name")
+    if sum(a.weight for a in arms) <= 0:
+        raise ValueError("arms: the weights add up to zero")
+
+
 class SplitNode(_Node):
     type: Literal["split"]
     experiment: Key
@@ -149,11 +158,7 @@ class SplitNode(_Node):
 
     @model_validator(mode="after")
     def _arms(self) -> SplitNode:
-        names = [a.name for a in self.arms]
-        if len(set(names)) != len(names):
-            raise ValueError("arms: two arms have the same name")
-        if sum(a.weight for a in self.arms) <= 0:
-            raise ValueError("arms: the weights add up to zero")
+        _check_arms(self.arms)
         return self
 
 
@@ -357,9 +362,5 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _arms(self) -> Experiment:
-        names = [a.name for a in self.arms]
-        if len(set(names)) != len(names):
-            raise ValueError("arms: two arms have the same name")
-        if sum(a.weight for a in self.arms) <= 0:
-            raise ValueError("arms: the weights add up to zero")
+        _check_arms(self.arms)
         return self
