@@ -23,7 +23,7 @@ from parcours.domain.journey import Journey
 from parcours.ingest import ImportKind
 from parcours.journeys.library import Library
 from parcours.runtime.dispatch import ChannelSet, dispatch
-from parcours.runtime.tick import run_tick
+from parcours.runtime.tick import _spread, attempt_id, run_tick
 from parcours.store.schema import CaseRow, EnrolmentRow, OutboxRow, PolicyLogRow
 from parcours.store.uow import UnitOfWork
 from tests.channels.conftest import CREDITOR
@@ -190,17 +190,28 @@ def test_messages_wait_for_the_contact_window(engine: Engine, tmp_path: Path) ->
     tick(engine, late - dt.timedelta(days=1), outbox)
     result, sent = tick(engine, late, outbox)
     assert result.verdicts["delay"] >= 2 and not sent
-    statuses = rows(engine, OutboxRow.status, OutboxRow.not_before, OutboxRow.reason)
-    delayed = [(nb, reason) for s, nb, reason in statuses if s == "delayed"]
-    # Spread over the first two hours of the next window (08:00 in Brussels), not a burst.
+    statuses = rows(
+        engine, OutboxRow.status, OutboxRow.not_before, OutboxRow.reason, OutboxRow.attempt_id
+    )
+    delayed = [(nb, reason) for s, nb, reason, _ in statuses if s == "delayed"]
+    # Spread over the first two hours of the next window (08:00 in Brussels) by each
+    # attempt's own offset, not a burst. (Attempt ids hash random case ids: two of them
+    # may share a minute, so the test checks each offset, not that they differ.)
     opening = dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC)
-    assert all(opening <= nb < opening + dt.timedelta(hours=2) for nb, _ in delayed)
-    assert len({nb for nb, _ in delayed}) > 1
+    span = dt.timedelta(hours=2)
+    assert all(nb == opening + _spread(aid, span) for s, nb, _, aid in statuses if s == "delayed")
     assert all("quiet hours" in reason for _, reason in delayed)
     _, sent = tick(engine, opening, outbox)
     assert sent["sent"] == sum(nb == opening for nb, _ in delayed)
     _, sent = tick(engine, opening + dt.timedelta(hours=2), outbox)
     assert sent["sent"] == sum(nb > opening for nb, _ in delayed)
+
+
+def test_quiet_hour_offsets_cover_the_whole_span() -> None:
+    ids = [attempt_id(f"case-{i}", "j@1", "n", 0, "sms") for i in range(2000)]
+    offsets = {_spread(aid, dt.timedelta(hours=2)) for aid in ids}
+    assert offsets == {dt.timedelta(minutes=m) for m in range(120)}
+    assert _spread(ids[0], dt.timedelta(0)) == dt.timedelta(0)
 
 
 KILLER = """
