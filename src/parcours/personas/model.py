@@ -244,8 +244,10 @@ def train_model(
     if survey_log_probs is not None:
         refined = refine_labels(z, labels, survey_log_probs, classes, seed=seed)
     fitted = _estimator(seed, balanced=True).fit(z, refined)
-    coef = np.asarray(fitted.coef_, dtype=np.float64)
-    intercept = np.asarray(fitted.intercept_, dtype=np.float64)
+    # C-ordered copies, as `from_params` builds them: the same memory layout makes the
+    # same BLAS summation order, so a stored model predicts bit for bit what it did.
+    coef = np.ascontiguousarray(fitted.coef_, dtype=np.float64)
+    intercept = np.ascontiguousarray(fitted.intercept_, dtype=np.float64)
     if coef.shape[0] == 1:  # binary: scikit-learn keeps one row; make it a two-class softmax
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
