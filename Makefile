@@ -22,7 +22,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make demo   - install into .venv, generate a 10,000-debtor portfolio, import it,"
 	@echo "              classify every debtor into a persona, run ten days of journeys (SQLite)"
-	@echo "              leaving the e-mails, SMS and PDF letters in demo/outbox/"
+	@echo "              leaving the e-mails, SMS and PDF letters in demo/outbox/, then book a"
+	@echo "              camt.053 bank statement (reconciled) and run the next tick"
 	@echo "make test   - install, then run the test suite (SQLite and PostgreSQL)"
 	@echo "make lint   - ruff and mypy --strict"
 	@echo "make bench  - benchmarks under bench/ (each prints one JSON line)"
@@ -60,6 +61,10 @@ demo: $(STAMP) system
 	cd demo && $(PARCOURS) run --at "$$(date -d 'today 10:00' +%FT%T)"
 	cd demo && $(PARCOURS) run --at "$$(date -d '+3 days 10:00' +%FT%T)"
 	cd demo && $(PARCOURS) run --at "$$(date -d '+10 days 10:00' +%FT%T)"
+	cd demo && $(PARCOURS) payments sample-statement --lines 2000 --out statement.xml --at "$$(date -d '+11 days 08:00' +%FT%T)"
+	cd demo && $(PARCOURS) payments import statement.xml --at "$$(date -d '+11 days 08:00' +%FT%T)"
+	cd demo && $(PARCOURS) payments unmatched --limit 5
+	cd demo && $(PARCOURS) run --at "$$(date -d '+11 days 10:00' +%FT%T)"
 	cd demo && $(PARCOURS) policy explain C-D0000001 --at "$$(date -d '+10 days 10:00' +%FT%T)"
 	cd demo && $(PARCOURS) messages preview --journey occasional --step send_r1 --lang nl --channel sms --case C-D0000001
 	@echo "written to demo/outbox/ (e-mails, SMS, letters): $$(ls demo/outbox | sed -E 's/^[^.]+\.//' | sort | uniq -c | tr -s ' ' | paste -sd,)"

@@ -515,6 +515,7 @@ def debtors_erase(
 # Registered last: the persona commands reuse this module's helpers.
 from parcours.cli_journeys import journeys_app, policy_app, run, worker  # noqa: E402
 from parcours.cli_messages import messages_app, serve, tasks_app  # noqa: E402
+from parcours.cli_payments import payments_app  # noqa: E402
 from parcours.cli_personas import personas_app, survey_app  # noqa: E402
 
 app.add_typer(personas_app, name="personas")
@@ -523,6 +524,7 @@ app.add_typer(journeys_app, name="journeys")
 app.add_typer(policy_app, name="policy")
 app.add_typer(messages_app, name="messages")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(payments_app, name="payments")
 app.command()(serve)
 app.command("run")(run)
 app.command("worker")(worker)

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from parcours.cli import _fail, _print_json, out
+from parcours.domain.arrangements import ArrangementRules
 from parcours.domain.journey import (
     BranchNode,
     ExitNode,
@@ -22,6 +23,7 @@ from parcours.domain.journey import (
     WaitNode,
 )
 from parcours.journeys.library import JourneyError, Library, journey_schema, load_journey
+from parcours.runtime.arrangements import DEFAULT_RULES
 from parcours.settings import get_settings
 
 journeys_app = typer.Typer(no_args_is_help=True, help="Journeys: validate, show, schema.")
@@ -212,8 +214,9 @@ def run(
         owner = _creditor(uow, creditor)
         try:
             result = run_tick(
-                uow.connection(), owner.id, library, now, zone=settings.default_timezone
-            )
+                uow.connection(), owner.id, library, now, zone=settings.default_timezone,
+                rules=creditor_rules(settings, owner.name),
+            )  # fmt: skip
             uow.commit()
         except CONFLICTS:
             _fail("another tick recorded these decisions first: nothing was decided twice")
@@ -340,8 +343,10 @@ def worker(
             try:
                 with _unit_of_work() as uow:
                     result = run_tick(
-                        uow.connection(), creditor.id, library, now, zone=settings.default_timezone
-                    )
+                        uow.connection(), creditor.id, library, now,
+                        zone=settings.default_timezone,
+                        rules=creditor_rules(settings, creditor.name),
+                    )  # fmt: skip
                     uow.commit()
                 log.info("worker.tick", due=result.due, outbox=result.outbox)
             except CONFLICTS:
@@ -365,6 +370,18 @@ def worker(
         channels.close()
     engine.dispose()
     log.info("worker.stopped", ticks=done)
+
+
+def creditor_rules(settings: Any, creditor_name: str) -> ArrangementRules:
+    """The creditor's promise and plan limits from the channels file (defaults without)."""
+    from parcours.channels.config import ChannelsError, load_channels
+
+    try:
+        config = load_channels(settings.channels_file)
+    except ChannelsError as error:
+        _fail(str(error))
+    setup = config.creditors.get(creditor_name, config.default)
+    return DEFAULT_RULES if setup is None else setup.limits.rules()
 
 
 def _channel_set(settings: Any, creditor_name: str, library: Library) -> Any:

@@ -1040,9 +1040,10 @@ def test_the_occasional_waits_for_his_promise_then_nudges_him() -> None:
 
 
 def test_the_struggling_payer_is_left_alone_while_her_plan_runs() -> None:
-    """She agrees a plan after the first reminder; nothing is sent while it runs. When it
-    breaks, the ladder resumes with the second reminder at the next fortnightly look (no
-    event announces a plan's change, so the journey polls it)."""
+    """She agrees a plan after the first reminder; nothing is sent while it runs (the
+    planner pauses a case whose plan runs without arrears). When it breaks, the ladder
+    resumes with the second reminder at the next tick, not at the journey's next
+    fortnightly look: a paused case's timers have passed meanwhile."""
     j = journey("struggling")
 
     def plan_agreed(f: CaseFacts, now: dt.datetime) -> None:
@@ -1054,7 +1055,7 @@ def test_the_struggling_payer_is_left_alone_while_her_plan_runs() -> None:
 
     (steps,), _ = planner_run(j, on_day={8: plan_agreed, 70: plan_broken})
     assert [(s.day, s.node) for s in steps if 8 <= s.day < 70] == []
-    assert [(s.day, s.node) for s in steps if s.day >= 70][:1] == [(79, "send_r2")]
+    assert [(s.day, s.node) for s in steps if s.day >= 70][:1] == [(71, "send_r2")]
 
 
 def test_the_library_loader_reads_every_journey_and_finds_one_per_persona() -> None:

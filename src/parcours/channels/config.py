@@ -16,16 +16,18 @@ Errors name the file, the creditor and the key.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from parcours.channels.base import Provider
 from parcours.channels.content import Address, Channel, CreditorProfile
+from parcours.domain.arrangements import ArrangementRules, PlanLimits
 from parcours.payments.epc import iban_problem
 
 __all__ = [
@@ -97,11 +99,66 @@ class ProviderSetting(BaseModel):
         return dict(self.model_extra or {})
 
 
+class PlanLimitsModel(BaseModel):
+    """The creditor's limits on payment plans (what a debtor may choose alone)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_months: int = Field(default=12, ge=1, le=60)
+    min_instalment: Decimal = Field(default=Decimal("25.00"), gt=0, decimal_places=2)
+    max_instalments: int = Field(default=12, ge=1, le=60)
+    first_within_days: int = Field(default=30, ge=0, le=90)
+    grace_days: int = Field(default=5, ge=0, le=30)
+    missed_to_break: int = Field(default=2, ge=1, le=12)
+    break_after_days: int = Field(default=30, ge=1, le=180)
+
+
+class LimitsModel(BaseModel):
+    """Promises and plans: grace, horizon and the plan limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    promise_grace_days: int = Field(default=3, ge=0, le=30)
+    promise_max_days: int = Field(default=30, ge=1, le=365)
+    promise_kept_share: float = Field(default=1.0, gt=0, le=1)
+    plan: PlanLimitsModel = Field(default_factory=PlanLimitsModel)
+
+    def rules(self) -> ArrangementRules:
+        plan = self.plan
+        return ArrangementRules(
+            promise_grace_days=self.promise_grace_days,
+            promise_max_days=self.promise_max_days,
+            promise_kept_share=self.promise_kept_share,
+            plan=PlanLimits(
+                max_months=plan.max_months,
+                min_instalment_minor=int(plan.min_instalment * 100),
+                max_instalments=plan.max_instalments,
+                first_within_days=plan.first_within_days,
+                grace_days=plan.grace_days,
+                missed_to_break=plan.missed_to_break,
+                break_after_days=plan.break_after_days,
+            ),
+        )
+
+
+class PspSetting(BaseModel):
+    """The creditor's payment service provider for the debtor page's online payment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["mollie", "stripe"]
+    api_key: SecretStr
+    webhook_secret: SecretStr | None = None
+    base_url: str | None = None
+
+
 class CreditorSetup(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     profile: ProfileModel
     providers: dict[Channel, ProviderSetting] = Field(default_factory=dict)
+    limits: LimitsModel = Field(default_factory=LimitsModel)
+    psp: PspSetting | None = None
 
 
 class ChannelsConfig(BaseModel):
@@ -170,6 +227,14 @@ default:
   #   sms: {provider: sms-http, preset: twilio, base_url: "https://api.twilio.com",
   #         account_sid: "AC...", token: "...", sender: DemoEnergy,
   #         status_callback_url: "https://pay.example.be/webhooks/sms/Demo%20Energy/status"}
+  # Promises and payment plans a debtor may arrange alone (these are the defaults):
+  limits:
+    promise_grace_days: 3
+    promise_max_days: 30
+    plan: {max_months: 12, min_instalment: "25.00", max_instalments: 12}
+  # Online payment from the debtor page (a hosted checkout), e.g.:
+  # psp: {kind: mollie, api_key: "test_..."}  or  {kind: stripe, api_key: "sk_test_...",
+  #       webhook_secret: "whsec_..."}; webhooks go to .../webhooks/psp/<creditor>.
   # Twilio's incoming messages (STOP, replies) go to .../webhooks/sms/<creditor>/inbound;
   # `parcours serve` answers both, checking Twilio's signature with the token above.
 """

@@ -312,7 +312,7 @@ class _Store:
                     )
                 )
                 continue
-            invoice_id, _, invoice_currency = invoice
+            invoice_id, _, invoice_currency, case_id = invoice
             if currency is not None and currency != invoice_currency:
                 report.errors.append(
                     RowError(
@@ -328,7 +328,7 @@ class _Store:
                 report.errors.append(RowError(p.line, "amount", str(exc)))
                 continue
             paid_at = self.writer.timestamp(p.values[0])
-            values = (invoice_id, minor, invoice_currency, paid_at)
+            values = (case_id, invoice_id, minor, invoice_currency, paid_at)
             content = digest(*values)
             found = existing.get(p.ref)
             if found is None:

@@ -34,7 +34,7 @@ from parcours.domain.journey import (
     WaitEventNode,
     WaitNode,
 )
-from parcours.journeys.facts import CHANNEL_BITS, EVENT_INDEX, CaseFacts
+from parcours.journeys.facts import CHANNEL_BITS, EVENT_INDEX, CaseFacts, PlanState
 from parcours.journeys.guards import evaluate, validate_args
 
 __all__ = [
@@ -309,7 +309,13 @@ def plan(
     state = enrolments.copy()
     decisions = Decisions()
     active = ~state.done
-    paused = facts.disputed | facts.legal_hold | facts.contact_objection
+    # A plan running without arrears pauses collection as a dispute or a hold does.
+    paused = (
+        facts.disputed
+        | facts.legal_hold
+        | facts.contact_objection
+        | (facts.plan == PlanState.ACTIVE)
+    )
     paid = active & (facts.balance_minor <= 0)
     if paid.any():
         rows = np.flatnonzero(paid)

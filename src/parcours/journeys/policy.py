@@ -128,6 +128,7 @@ class ContactFacts:
     disputed: bool = False
     legal_hold: bool = False
     contact_objection: bool = False  # the debtor objected to being contacted
+    plan_running: bool = False  # a payment plan without arrears: collection pauses
     vulnerable: bool = False
     paid: bool = False  # settled, whatever the balance says; a balance <= 0 is paid too
     timezone: str | None = None  # IANA name; None: the policy's default
@@ -258,6 +259,8 @@ def _holds(facts: ContactFacts) -> list[str]:
         reasons.append("legal hold")
     if facts.contact_objection:
         reasons.append("contact objection")
+    if facts.plan_running:
+        reasons.append("payment plan running: collection paused")
     return reasons
 
 

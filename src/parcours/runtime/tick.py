@@ -25,6 +25,7 @@ import psycopg
 import sqlalchemy.exc
 from sqlalchemy import Connection
 
+from parcours.domain.arrangements import ArrangementRules
 from parcours.domain.journey import (
     ChannelName,
     Experiment,
@@ -38,6 +39,7 @@ from parcours.journeys.facts import (
     EVENT_INDEX,
     CaseFacts,
     Delivery,
+    PlanState,
     PromiseCode,
 )
 from parcours.journeys.library import Library
@@ -51,6 +53,7 @@ from parcours.journeys.policy import (
     check_send,
 )
 from parcours.personas.features import is_mobile
+from parcours.runtime.arrangements import DEFAULT_RULES, settle_arrangements
 from parcours.store.bulk import Key
 from parcours.store.journeys import DueBatch, JourneyStore, OutboxEntry
 
@@ -67,10 +70,18 @@ CONFLICTS: Final = (
 _EVENTS: Final = {
     "payment.booked": JourneyEvent.PAYMENT,
     "promise.made": JourneyEvent.PROMISE_MADE,
+    "promise.broken": JourneyEvent.PROMISE_BROKEN,
     "message.replied": JourneyEvent.REPLIED,
     "message.clicked": JourneyEvent.CLICKED,
     "message.bounced": JourneyEvent.BOUNCED,
 }
+_PROMISES: Final = {
+    "pending": PromiseCode.PENDING,
+    "kept": PromiseCode.KEPT,
+    "broken": PromiseCode.BROKEN,
+    "cancelled": PromiseCode.NONE,
+}
+_PLANS: Final = {"active": PlanState.ACTIVE, "missed": PlanState.MISSED, "broken": PlanState.BROKEN}
 # What happened to the last message, from the carriers' reports (later reports win).
 _DELIVERIES: Final = {
     "message.delivered": Delivery.DELIVERED,
@@ -89,6 +100,7 @@ class TickResult:
     exits: Counter[str] = field(default_factory=Counter)
     outbox: int = 0
     reclassified: int = 0
+    arrangements: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +111,7 @@ class TickResult:
             "exits": dict(self.exits),
             "outbox_rows": self.outbox,
             "reclassified": self.reclassified,
+            "arrangements": self.arrangements,
         }
 
 
@@ -139,9 +152,14 @@ def run_tick(
     *,
     zone: str = "Europe/Brussels",
     policy: PolicyConfig = DEFAULT_POLICY,
+    rules: ArrangementRules = DEFAULT_RULES,
 ) -> TickResult:
-    """Plan and gate one tick for a creditor, inside the caller's transaction."""
+    """Plan and gate one tick for a creditor, inside the caller's transaction.
+
+    Promises and plans are settled first: what they became (kept, broken, missed) is an
+    event of this tick that wakes its case."""
     result = TickResult()
+    result.arrangements = settle_arrangements(connection, creditor_id, now, rules)
     store = JourneyStore(connection, creditor_id)
     since = store.last_tick()
 
@@ -225,6 +243,7 @@ class GateFacts:
         return ContactFacts(
             balance_minor=int(facts.balance_minor[row]),
             disputed=bool(facts.disputed[row]),
+            plan_running=bool(facts.plan[row] == PlanState.ACTIVE),
             vulnerable=bool(facts.vulnerable[row]),
             timezone=self.zone[row],
             country=self.country[row],
@@ -251,6 +270,7 @@ class GateFacts:
         if (
             recent
             or self.facts.disputed[row]
+            or self.facts.plan[row] == PlanState.ACTIVE
             or (channel == "phone" and (row in self.calls or row in self.conversation))
         ):
             return check_send(self.contact(row, tuple(recent)), channel, now, policy)
@@ -306,11 +326,13 @@ def _read_facts(
         facts.vulnerable[i] = bool(vulnerable)
         facts.persona[i] = persona
         zone[i], country[i] = tz, land
-    for case, (day,) in raw["promise"].items():
-        if day is not None:
-            i = at[case]
+    for case, (state, day) in raw["promise"].items():
+        i = at[case]
+        facts.promise[i] = _PROMISES[state]
+        if state == "pending" and day is not None:
             facts.promise_day[i] = int(day)
-            facts.promise[i] = PromiseCode.PENDING
+    for case, (state,) in raw["plan"].items():
+        facts.plan[at[case]] = _PLANS.get(state, PlanState.NONE)
     reminders: dict[int, list[tuple[int, str]]] = {}
     charged: dict[int, Counter[str]] = {}
     delivery_at = np.full(n, -1, dtype=np.int64)  # when the last delivery fact happened
@@ -345,6 +367,14 @@ def _read_facts(
                 facts.disputed[i] = True
             elif event_type == "dispute.closed":
                 facts.disputed[i] = False
+            elif event_type == "legal_hold.set":  # until lifted: no collection at all
+                facts.legal_hold[i] = True
+            elif event_type == "legal_hold.lifted":
+                facts.legal_hold[i] = False
+            elif event_type == "contact_objection":  # the debtor asked not to be contacted
+                facts.contact_objection[i] = True
+            elif event_type == "vulnerability.flagged":  # an agent reviews each contact
+                facts.vulnerable[i] = True
     return GateFacts(facts, zone, country, reminders, charged, calls, conversation)
 
 

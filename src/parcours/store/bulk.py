@@ -55,7 +55,7 @@ DEBTOR_FIELDS = (
     "city",
 )
 INVOICE_FIELDS = ("case_id", "amount_minor", "currency", "issue_date", "due_date", "description")
-PAYMENT_FIELDS = ("invoice_id", "amount_minor", "currency", "paid_at")
+PAYMENT_FIELDS = ("case_id", "invoice_id", "amount_minor", "currency", "paid_at")
 
 
 @lru_cache(maxsize=4096)
@@ -162,15 +162,15 @@ class PortfolioWriter:
             found[ref] = (debtor_id, erased, open_case, count + (case_id is not None))
         return found
 
-    def invoices_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[Key, int, str]]:
-        """ref → (id, source digest, currency)."""
+    def invoices_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[Key, int, str, Key]]:
+        """ref → (id, source digest, currency, case id)."""
         t = InvoiceRow
         rows = self.connection.execute(
-            select(t.ref, self.raw_id(t.id), t.source_digest, t.currency).where(
-                t.creditor_id == self.creditor_id, self._among(t.ref, refs)
-            )
+            select(
+                t.ref, self.raw_id(t.id), t.source_digest, t.currency, self.raw_id(t.case_id)
+            ).where(t.creditor_id == self.creditor_id, self._among(t.ref, refs))
         )
-        return {ref: (id_, digest, currency) for ref, id_, digest, currency in rows}
+        return {ref: (id_, digest, currency, case) for ref, id_, digest, currency, case in rows}
 
     def payments_by_ref(self, refs: Sequence[str]) -> dict[str, tuple[Key, int, Key]]:
         """ref → (id, source digest, invoice id)."""
@@ -230,13 +230,13 @@ class PortfolioWriter:
 
     def refresh_paid(self, invoice_ids: Iterable[Key]) -> None:
         """Recompute `paid_minor` of these invoices (ids in storage form) from their payments."""
-        ids = [_to_uuid(i) for i in set(invoice_ids)]
+        ids = [_to_uuid(i) for i in set(invoice_ids) if i is not None]
         if not ids:
             return
         p, i = PaymentRow, InvoiceRow
         paid = (
             select(func.coalesce(func.sum(p.amount_minor), 0))
-            .where(p.invoice_id == i.id)
+            .where(p.invoice_id == i.id, p.reversed_at.is_(None))
             .scalar_subquery()
         )
         self.connection.execute(

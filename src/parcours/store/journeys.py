@@ -28,6 +28,7 @@ _FEW: Final = 2_000  # staged cases always joined case by case below this
 EVENT_TYPES: Final = (
     "payment.booked",
     "promise.made",
+    "promise.broken",
     "message.replied",
     "message.clicked",
     "message.opened",
@@ -36,6 +37,11 @@ EVENT_TYPES: Final = (
     "call.conversation",
     "dispute.opened",
     "dispute.closed",
+    # Holds recorded by the creditor (API) or an agent.
+    "legal_hold.set",
+    "legal_hold.lifted",
+    "contact_objection",
+    "vulnerability.flagged",
 )
 
 
@@ -321,10 +327,20 @@ class JourneyStore:
             "WHERE c.id = t.id AND c.creditor_id = ? AND d.id = c.debtor_id "
             "AND d.creditor_id = c.creditor_id"
         )
+        # The latest promise and plan of each case (made_at / created_at break no ties:
+        # a case has one pending promise and one running plan at most).
         out["promise"] = self._by_case(
-            f"SELECT {case}, {promise_day} FROM tick_cases t "
+            f"SELECT {case}, p.state, {promise_day} FROM tick_cases t "
             f"{self._then}promises p WHERE p.case_id = t.id AND p.creditor_id = ? "
-            "AND p.state = 'pending' GROUP BY t.id"
+            "AND p.made_at = (SELECT MAX(q.made_at) FROM promises q "
+            "WHERE q.case_id = p.case_id AND q.creditor_id = p.creditor_id) "
+            "GROUP BY t.id, p.state"
+        )
+        out["plan"] = self._by_case(
+            f"SELECT {case}, pl.state FROM tick_cases t "
+            f"{self._then}payment_plans pl WHERE pl.case_id = t.id AND pl.creditor_id = ? "
+            "AND pl.created_at = (SELECT MAX(q.created_at) FROM payment_plans q "
+            "WHERE q.case_id = pl.case_id AND q.creditor_id = pl.creditor_id)"
         )
         types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
         out["events"] = self._grouped(

@@ -341,24 +341,29 @@ class MessageStore(JourneyStore):
         )  # fmt: skip
 
     def add_promise(
-        self, case: Key, amount_minor: int, currency: str, due_on: dt.date, at: dt.datetime
+        self,
+        case: Key,
+        amount_minor: int,
+        currency: str,
+        due_on: dt.date,
+        at: dt.datetime,
+        *,
+        source: str = "agent",
     ) -> None:
         w = self.writer
         w.insert(
             "promises",
-            ("id", "creditor_id", "case_id", "amount_minor", "currency", "due_on", "made_at"),
+            (
+                "id", "creditor_id", "case_id", "amount_minor", "currency", "due_on", "made_at",
+                "source",
+            ),
             [
                 (
-                    w.new_id(),
-                    w.creditor_key,
-                    case,
-                    amount_minor,
-                    currency,
-                    due_on.isoformat() if self.sqlite else due_on,
-                    w.timestamp(at),
+                    w.new_id(), w.creditor_key, case, amount_minor, currency,
+                    due_on.isoformat() if self.sqlite else due_on, w.timestamp(at), source,
                 )
             ],
-        )
+        )  # fmt: skip
 
     # -- inbound SMS -----------------------------------------------------------------------
 

@@ -33,28 +33,40 @@ from sqlalchemy import (
     Uuid,
     false,
 )
+from sqlalchemy import (
+    text as sql_text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ApiKeyRow",
     "AuditRow",
+    "BankTransactionRow",
     "Base",
     "CaseRow",
     "CreditorRow",
     "DebtorPersonaRow",
     "DebtorRow",
+    "DisputeRow",
     "EnrolmentRow",
     "EventRow",
+    "IdempotencyKeyRow",
     "InvoiceRow",
     "OutboxRow",
+    "PaymentPlanRow",
     "PaymentRow",
     "PersonaAssignmentRow",
     "PersonaModelRow",
+    "PlanInstalmentRow",
     "PolicyLogRow",
     "PromiseRow",
+    "StatementRow",
     "SurveyResponseRow",
     "TickRow",
     "UtcDateTime",
     "UuidKey",
+    "WebhookDeliveryRow",
+    "WebhookEndpointRow",
 ]
 
 NAMING_CONVENTION = {
@@ -225,6 +237,7 @@ class InvoiceRow(Base):
         UniqueConstraint("creditor_id", "structured_communication"),
         _same_tenant("case_id", "cases"),
         Index("ix_invoices_case_id", "case_id"),
+        Index("ix_invoices_amount", "creditor_id", "amount_minor"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("due_date >= issue_date", name="due_after_issue"),
     )
@@ -247,17 +260,24 @@ class InvoiceRow(Base):
 
 
 class PaymentRow(Base):
+    """Money received for a case: on one invoice, or — with no invoice — a credit kept on
+    the case (an overpayment, shown to the debtor and the creditor)."""
+
     __tablename__ = "payments"
     __table_args__ = (
         UniqueConstraint("creditor_id", "ref"),
         _same_tenant("invoice_id", "invoices"),
+        _same_tenant("case_id", "cases"),
         Index("ix_payments_invoice_id", "invoice_id"),
+        Index("ix_payments_case_id", "case_id"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("source IN ('import','statement','psp','api','manual')", name="source"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     creditor_id: Mapped[uuid.UUID]
-    invoice_id: Mapped[uuid.UUID]
+    case_id: Mapped[uuid.UUID]
+    invoice_id: Mapped[uuid.UUID | None]  # None: a credit on the case
     # The creditor's or bank's reference; derived from the row's content when absent.
     ref: Mapped[str] = mapped_column(String(80))
     amount_minor: Mapped[int]
@@ -266,6 +286,10 @@ class PaymentRow(Base):
     source: Mapped[str] = mapped_column(String(16))
     source_digest: Mapped[int]
     created_at: Mapped[dt.datetime]
+    # The bank statement line it came from, if any.
+    transaction_id: Mapped[uuid.UUID | None]
+    # Set when the bank reversed the transfer (an R-transaction): no longer counted.
+    reversed_at: Mapped[dt.datetime | None]
 
 
 class PromiseRow(Base):
@@ -285,6 +309,153 @@ class PromiseRow(Base):
     due_on: Mapped[dt.date]
     made_at: Mapped[dt.datetime]
     state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    # Who recorded it: the debtor (page), an agent (call, inbox), the creditor (API).
+    source: Mapped[str] = mapped_column(String(16), server_default="agent")
+    settled_at: Mapped[dt.datetime | None]  # when it was found kept or broken
+
+
+class PaymentPlanRow(Base):
+    """Instalments agreed within the creditor's limits; the tick follows them."""
+
+    __tablename__ = "payment_plans"
+    __table_args__ = (
+        _same_tenant("case_id", "cases"),
+        Index("ix_payment_plans_case_id", "creditor_id", "case_id"),
+        CheckConstraint(
+            "state IN ('active','missed','completed','broken','cancelled')", name="state"
+        ),
+        CheckConstraint("total_minor > 0", name="total_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID]
+    case_id: Mapped[uuid.UUID]
+    total_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[dt.datetime]
+    source: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), server_default="active")
+    # Payments to the case since the plan began, as last counted by the tick.
+    paid_minor: Mapped[int] = mapped_column(server_default="0")
+    settled_at: Mapped[dt.datetime | None]
+
+
+class PlanInstalmentRow(Base):
+    __tablename__ = "plan_instalments"
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+
+    plan_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("payment_plans.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    creditor_id: Mapped[uuid.UUID]
+    due_on: Mapped[dt.date]
+    amount_minor: Mapped[int]
+
+
+class DisputeRow(Base):
+    """A debtor contests the debt: every collection contact pauses until an agent rules."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        _same_tenant("case_id", "cases"),
+        Index("ix_disputes_case_id", "creditor_id", "case_id"),
+        CheckConstraint("state IN ('open','upheld','rejected')", name="state"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID]
+    case_id: Mapped[uuid.UUID]
+    reason: Mapped[str] = mapped_column(String(32))
+    evidence: Mapped[str | None]  # the debtor's own words; never logged
+    opened_at: Mapped[dt.datetime]
+    opened_by: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), server_default="open")
+    resolved_at: Mapped[dt.datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolution: Mapped[str | None]
+    # An upheld dispute may reduce what is owed instead of closing the case.
+    adjustment_minor: Mapped[int | None]
+
+
+class StatementRow(Base):
+    """One imported bank statement (camt.053 or CODA) and what its import did."""
+
+    __tablename__ = "statements"
+    __table_args__ = (UniqueConstraint("creditor_id", "account_iban", "statement_ref", "digest"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    format: Mapped[str] = mapped_column(String(24))
+    account_iban: Mapped[str] = mapped_column(String(34))
+    statement_ref: Mapped[str] = mapped_column(String(64))
+    created_on: Mapped[dt.date]
+    currency: Mapped[str] = mapped_column(String(3))
+    opening_minor: Mapped[int | None]
+    closing_minor: Mapped[int | None]
+    digest: Mapped[str] = mapped_column(String(64))  # of the file's bytes
+    imported_at: Mapped[dt.datetime]
+    report: Mapped[dict[str, Any]]  # counts only, no personal data
+
+
+class BankTransactionRow(Base):
+    """A statement line and how it was reconciled.
+
+    Unique per account and bank reference: importing the same statement (or an
+    overlapping one) twice books nothing twice.
+    """
+
+    __tablename__ = "bank_transactions"
+    __table_args__ = (
+        UniqueConstraint("creditor_id", "account_iban", "bank_ref"),
+        Index(
+            "ix_bank_transactions_unmatched",
+            "creditor_id",
+            "booked_on",
+            sqlite_where=sql_text("status = 'unmatched'"),
+            postgresql_where=sql_text("status = 'unmatched'"),
+        ),
+        Index(
+            "ix_bank_transactions_e2e",
+            "creditor_id",
+            "end_to_end_id",
+            sqlite_where=sql_text("end_to_end_id IS NOT NULL"),
+            postgresql_where=sql_text("end_to_end_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_bank_transactions_iban",
+            "creditor_id",
+            "counterparty_iban",
+            sqlite_where=sql_text("counterparty_iban IS NOT NULL"),
+            postgresql_where=sql_text("counterparty_iban IS NOT NULL"),
+        ),
+        CheckConstraint("status IN ('matched','unmatched','ignored','reversal')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    statement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("statements.id"))
+    account_iban: Mapped[str] = mapped_column(String(34))
+    bank_ref: Mapped[str] = mapped_column(String(120))
+    booked_on: Mapped[dt.date]
+    value_on: Mapped[dt.date | None]
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reversal: Mapped[bool] = mapped_column(Boolean())
+    structured: Mapped[str | None] = mapped_column(String(40))
+    text: Mapped[str | None]
+    counterparty_name: Mapped[str | None]
+    counterparty_iban: Mapped[str | None] = mapped_column(String(34))
+    end_to_end_id: Mapped[str | None] = mapped_column(String(64))
+    bank_code: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    # How it was matched: ogm, ogm_text, ref, fuzzy, manual, psp; with the fuzzy score.
+    method: Mapped[str | None] = mapped_column(String(16))
+    score: Mapped[float | None] = mapped_column(Float())
+    case_id: Mapped[uuid.UUID | None]
+    reason: Mapped[str | None]  # why unmatched or ignored
+    matched_at: Mapped[dt.datetime | None]
+    matched_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class EventRow(Base):
@@ -511,3 +682,88 @@ class TickRow(Base):
         ForeignKey("creditors.id", ondelete="RESTRICT"), primary_key=True
     )
     at: Mapped[dt.datetime]
+
+
+class ApiKeyRow(Base):
+    """An integrator's key to the API: only its SHA-256 is kept, the clear key is shown once.
+
+    `prefix` (the first characters after `pk_live_`) finds the row and names the key to
+    people; it is unique so that a lookup needs no tenant.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("prefix"),
+        Index("ix_api_keys_creditor_id", "creditor_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    name: Mapped[str] = mapped_column(String(80))
+    prefix: Mapped[str] = mapped_column(String(16))
+    hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the whole key, hex
+    scopes: Mapped[list[Any]] = mapped_column(JSON())
+    created_at: Mapped[dt.datetime]
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class IdempotencyKeyRow(Base):
+    """The response to a POST sent with an `Idempotency-Key`, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+
+    creditor_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("creditors.id", ondelete="RESTRICT"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request: Mapped[str] = mapped_column(String(300))  # method and path
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer())  # 0 while the request runs
+    response: Mapped[str | None]  # the JSON body sent back
+    created_at: Mapped[dt.datetime]
+
+
+class WebhookEndpointRow(Base):
+    """Where a creditor wants events pushed, and the secret that signs them."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_creditor_id", "creditor_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    url: Mapped[str]
+    secret: Mapped[str] = mapped_column(String(80))  # needed in clear to sign
+    event_types: Mapped[list[Any]] = mapped_column(JSON())
+    active: Mapped[bool] = mapped_column(Boolean())
+    created_at: Mapped[dt.datetime]
+    # The newest event recorded that was looked at; the next run looks a while before it.
+    cursor_at: Mapped[dt.datetime | None]
+
+
+class WebhookDeliveryRow(Base):
+    """One event to one endpoint: its attempts, the next one, and how the last went."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_webhook_deliveries_due", "creditor_id", "status", "next_at"),
+        CheckConstraint("status IN ('pending','delivered','failed')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="RESTRICT"))
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]  # the body sent, identical on every attempt
+    attempts: Mapped[int] = mapped_column(Integer())
+    status: Mapped[str] = mapped_column(String(16))
+    next_at: Mapped[dt.datetime | None]  # None once delivered or failed
+    last_status_code: Mapped[int | None] = mapped_column(Integer())
+    last_error: Mapped[str | None]
+    created_at: Mapped[dt.datetime]
+    delivered_at: Mapped[dt.datetime | None]

@@ -8,6 +8,11 @@
   (a journey event) and shows what is owed and how to pay; the full debtor page replaces
   this placeholder with the debtor-page issue. `GET|POST /o/{token}`: opt out of a
   channel, including e-mail clients' one-click `List-Unsubscribe-Post`.
+- `POST /p/{token}/pay`: the PSP's hosted checkout for what the case owes (the creditor's
+  `psp:` in the channels file); `GET /p/{token}/paid` the page the debtor comes back to.
+  `POST /webhooks/psp/{creditor}`: the PSP's notification, verified (signature and
+  replay window, or the payment fetched back from the PSP's API) and booked once per
+  PSP payment id — the next tick then sends nothing more.
 
 Handlers are plain functions run in the thread pool: the store is synchronous.
 """
@@ -19,19 +24,29 @@ import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from parcours.channels.base import DeliveryEvent, DeliveryKind
 from parcours.channels.content import Channel
 from parcours.channels.links import LinkError, Links
 from parcours.journeys.library import Library
+from parcours.payments.psp import (
+    Psp,
+    PspError,
+    WebhookIgnored,
+    WebhookRejected,
+    psp_from_config,
+)
 from parcours.runtime.dispatch import record_delivery
+from parcours.runtime.payments import MatchError, book_payment
 from parcours.settings import Settings, get_settings
 from parcours.store.db import connect
 from parcours.store.messages import MessageStore
+from parcours.store.payments import PaymentStore
 from parcours.store.uow import UnitOfWork
 
 __all__ = ["create_app"]
@@ -47,6 +62,14 @@ _WORDS = {
     "en": ("Your file", "Amount to pay", "Structured communication", "Account",
            "Your personal page is coming soon. You can already pay by bank transfer.",
            "No more messages by", "Confirm", "Done: no more messages by"),
+}  # fmt: skip
+# After the checkout: (received, still being confirmed by the PSP).
+_PAID = {
+    "fr": ("Merci, votre paiement est bien reçu.",
+           "Merci ! Votre paiement est en cours de confirmation."),
+    "nl": ("Bedankt, uw betaling is ontvangen.", "Bedankt! Uw betaling wordt bevestigd."),
+    "en": ("Thank you, your payment has been received.",
+           "Thank you! Your payment is being confirmed."),
 }  # fmt: skip
 
 
@@ -166,6 +189,104 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     @app.get("/p/{token}", response_class=HTMLResponse)
     def debtor_link(token: str) -> str:
         return page(token)
+
+    def psp_of(name: str) -> Psp:
+        from parcours.channels.config import ChannelsError, load_channels
+
+        try:
+            setting = load_channels(settings.channels_file).for_creditor(name).psp
+        except ChannelsError as error:
+            raise HTTPException(404, "no online payment for this creditor") from error
+        if setting is None:
+            raise HTTPException(404, "no online payment for this creditor")
+        options: dict[str, Any] = {"api_key": setting.api_key.get_secret_value()}
+        if setting.webhook_secret is not None:
+            options["webhook_secret"] = setting.webhook_secret.get_secret_value()
+        if setting.base_url:
+            options["base_url"] = setting.base_url
+        return psp_from_config(setting.kind, **options)
+
+    def checkout(token: str) -> str:
+        creditor, case, _ = case_of(token, "page")
+        with UnitOfWork(engine) as uow:
+            name = next(c.name for c in uow.creditors.all() if c.id == creditor)
+        with engine.connect() as connection:
+            facts = MessageStore(connection, creditor).message_facts([case])[case]
+        owed = sum(i.open_minor for i in facts.invoices) + sum(facts.fees.values())
+        if owed <= 0:
+            raise HTTPException(409, "nothing to pay on this file")
+        currency = facts.invoices[0].currency
+        base = settings.public_url.rstrip("/")
+        psp = psp_of(name)
+        try:
+            made = psp.create_checkout(
+                amount_minor=owed,
+                currency=currency,
+                description=f"{name} {facts.case_ref}",
+                # One checkout per case, amount and day: a double tap reuses it.
+                reference=f"{facts.case_text}:{owed}:{_now():%Y%m%d}",
+                redirect_url=f"{base}/p/{token}/paid",
+                webhook_url=f"{base}/webhooks/psp/{quote(name, safe='')}",
+                metadata={"case": facts.case_text},
+            )
+        except PspError as error:
+            raise HTTPException(502, "the payment service is not available now") from error
+        finally:
+            psp.close()
+        return made.checkout_url
+
+    @app.post("/p/{token}/pay")
+    def pay(token: str) -> Response:
+        return RedirectResponse(checkout(token), status_code=303)
+
+    @app.get("/p/{token}/paid", response_class=HTMLResponse)
+    def paid(token: str) -> str:
+        creditor, case, _ = case_of(token, "page")
+        with engine.connect() as connection:
+            facts = MessageStore(connection, creditor).message_facts([case])[case]
+        lang = facts.language if facts.language in _PAID else "fr"
+        owed = sum(i.open_minor for i in facts.invoices)
+        done, waiting = _PAID[lang]
+        return _html(lang, f"<h1>{done if owed <= 0 else waiting}</h1>")
+
+    def psp_webhook(name: str, headers: dict[str, str], body: bytes) -> str:
+        owner = creditor_id(name)
+        psp = psp_of(name)
+        try:
+            payment = psp.payment_from_webhook(headers, body, _now())
+        except WebhookIgnored:
+            return "ignored"
+        except WebhookRejected as error:
+            raise HTTPException(400, f"webhook refused: {error}") from error
+        except PspError as error:
+            if error.transient:  # the PSP could not be asked now: it retries its webhook
+                raise HTTPException(503, "payment service unreachable") from error
+            raise HTTPException(400, "webhook refused: the PSP does not know it") from error
+        finally:
+            psp.close()
+        case_text = payment.metadata.get("case")
+        if case_text is None:
+            raise HTTPException(400, "webhook refused: no case in the payment's metadata")
+        if payment.status != "paid":
+            return payment.status
+        with engine.begin() as connection:
+            store = PaymentStore(connection, owner)
+            case = store.case_key(case_text)
+            try:
+                booked = book_payment(
+                    connection, owner, case, payment.amount_minor, payment.currency,
+                    payment.paid_at or _now(), f"psp:{payment.psp_payment_id}", "psp", _now(),
+                )  # fmt: skip
+            except MatchError as error:
+                raise HTTPException(400, f"webhook refused: {error}") from error
+        return "booked" if booked else "already booked"
+
+    @app.post("/webhooks/psp/{creditor}")
+    async def psp_notification(creditor: str, request: Request) -> dict[str, str]:
+        body = await request.body()
+        headers = dict(request.headers)
+        outcome = await run_in_threadpool(psp_webhook, creditor, headers, body)
+        return {"status": outcome}
 
     def language(token: str, purpose: Any) -> str:
         creditor, case, _ = case_of(token, purpose)

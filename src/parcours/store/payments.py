@@ -1,0 +1,645 @@
+"""Payments in bulk: what reconciliation looks up (structured communications, references,
+IBANs, amounts, open invoices) and what booking writes (payments, statement lines,
+events), inside the caller's transaction.
+
+Lookups stage their keys in a temporary table and join once — a statement of 100,000
+lines against a million invoices costs a handful of indexed joins, not 100,000 queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from parcours.domain.arrangements import Instalment
+from parcours.store.bulk import Key
+from parcours.store.messages import MessageStore
+
+__all__ = ["AMOUNT_HITS", "CaseInfo", "PaymentStore"]
+
+# An amount shared by more open cases than this says nothing about who paid.
+AMOUNT_HITS: Final = 20
+_INLINE: Final = 50  # case ids listed in the query itself up to this many
+
+Row = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class CaseInfo:
+    """An open case as booking sees it; `invoices` are (id, open minor, due date), oldest
+    first, and shrink as payments of the same import are allocated."""
+
+    case: Key
+    debtor: Key
+    ref: str
+    name: str
+    status: str
+    currency: str
+    invoices: list[tuple[Key, int, dt.date]] = field(default_factory=list)
+
+    @property
+    def balance_minor(self) -> int:
+        return sum(open_minor for _, open_minor, _ in self.invoices)
+
+
+def _date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+class PaymentStore(MessageStore):
+    """Bulk reads and writes of one creditor's payments."""
+
+    def _staged(self, table: str, column_type: str, values: Iterable[Any]) -> int:
+        """Values in a one-column temporary table (`v`), for a join; returns how many."""
+        self.connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} (v {column_type} PRIMARY KEY)"
+        )
+        self.connection.exec_driver_sql(f"DELETE FROM {table}")
+        rows = [(v,) for v in set(values)]
+        self.writer.insert(table, ("v",), rows)
+        if not self.sqlite and len(rows) > _INLINE:
+            # Without statistics PostgreSQL guesses the table's size and may scan.
+            self.connection.exec_driver_sql(f"ANALYZE {table}")
+        return len(rows)
+
+    def _ids(self, table: str, keys: Iterable[Key]) -> int:
+        return self._staged(table, "BLOB" if self.sqlite else "uuid", keys)
+
+    def date(self, value: dt.date) -> Any:
+        return value.isoformat() if self.sqlite else value
+
+    # -- reconciliation lookups -----------------------------------------------------------
+
+    def known_refs(self, account: str, refs: Iterable[str]) -> set[str]:
+        """Bank references of this account already imported."""
+        if not self._staged("pay_refs", "TEXT", refs):
+            return set()
+        rows = self._rows(
+            "SELECT t.bank_ref FROM pay_refs r JOIN bank_transactions t ON t.bank_ref = r.v "
+            "WHERE t.creditor_id = ? AND t.account_iban = ?",
+            [account],
+        )
+        return {r[0] for r in rows}
+
+    def ogm_targets(
+        self, ogms: Iterable[str]
+    ) -> dict[str, tuple[Key, Key | None, Key, int | None]]:
+        """Structured communication → (case, invoice, debtor, open minor on the invoice);
+        the invoice is None for a case's own communication, which pays all its invoices."""
+        if not self._staged("pay_ogms", "TEXT", ogms):
+            return {}
+        found: dict[str, tuple[Key, Key | None, Key, int | None]] = {}
+        key = self._key
+        for ogm, case, invoice, debtor, open_minor in self._rows(
+            f"SELECT i.structured_communication, {self._id('i.case_id')}, {self._id('i.id')}, "
+            f"{self._id('c.debtor_id')}, i.amount_minor - i.paid_minor "
+            "FROM pay_ogms o JOIN invoices i ON i.structured_communication = o.v "
+            "JOIN cases c ON c.id = i.case_id AND c.creditor_id = i.creditor_id "
+            "WHERE i.creditor_id = ?"
+        ):
+            found[ogm] = (key(case), key(invoice), key(debtor), int(open_minor))
+        for ogm, case, debtor in self._rows(
+            f"SELECT c.structured_communication, {self._id('c.id')}, {self._id('c.debtor_id')} "
+            "FROM pay_ogms o JOIN cases c ON c.structured_communication = o.v "
+            "WHERE c.creditor_id = ?"
+        ):
+            found[ogm] = (key(case), None, key(debtor), None)
+        return found
+
+    def paid_off(self, cases: Iterable[Key]) -> list[Key]:
+        """Those of `cases` with no open invoice left."""
+        wanted = set(cases)
+        among = self._among_cases(wanted)
+        if among is None:
+            return []
+        clause, params = among
+        owing = {
+            self._key(case)
+            for (case,) in self._rows(
+                f"SELECT DISTINCT {self._id('i.case_id')} FROM invoices i "
+                f"WHERE i.creditor_id = ? AND i.case_id {clause} AND i.paid_minor < i.amount_minor",
+                params,
+            )
+        }
+        return sorted(wanted - owing)
+
+    def ref_targets(self, refs: Iterable[str]) -> dict[str, Key]:
+        """Invoice or case reference (as written, or upper-cased) → case."""
+        if not self._staged("pay_refs", "TEXT", refs):
+            return {}
+        found: dict[str, Key] = {}
+        for ref, case in self._rows(
+            f"SELECT i.ref, {self._id('i.case_id')} FROM pay_refs r "
+            "JOIN invoices i ON i.ref = r.v WHERE i.creditor_id = ?"
+        ):
+            found[ref] = self._key(case)
+        for ref, case in self._rows(
+            f"SELECT c.ref, {self._id('c.id')} FROM pay_refs r "
+            "JOIN cases c ON c.ref = r.v WHERE c.creditor_id = ?"
+        ):
+            found[ref] = self._key(case)
+        return found
+
+    def iban_cases(self, ibans: Iterable[str]) -> dict[str, list[Key]]:
+        """IBAN → the open cases of the debtors who paid from it before (learned from
+        earlier matched statement lines)."""
+        if not self._staged("pay_ibans", "TEXT", ibans):
+            return {}
+        found: dict[str, set[Key]] = {}
+        for iban, case in self._rows(
+            f"SELECT DISTINCT t.counterparty_iban, {self._id('open_case.id')} "
+            "FROM pay_ibans b JOIN bank_transactions t ON t.counterparty_iban = b.v "
+            "JOIN cases paid ON paid.id = t.case_id AND paid.creditor_id = t.creditor_id "
+            "JOIN cases open_case ON open_case.debtor_id = paid.debtor_id "
+            "AND open_case.creditor_id = paid.creditor_id AND open_case.status = 'open' "
+            "WHERE t.creditor_id = ? AND t.status = 'matched'"
+        ):
+            found.setdefault(iban, set()).add(self._key(case))
+        return {iban: sorted(cases) for iban, cases in found.items()}
+
+    def amount_cases(self, amounts: Iterable[int]) -> dict[int, list[tuple[Key, str]]]:
+        """Amount → (open case, debtor's name) of the open invoices issued for exactly that
+        amount; amounts shared by more than AMOUNT_HITS cases are left out."""
+        if not self._staged("pay_amounts", "BIGINT", amounts):
+            return {}
+        found: dict[int, dict[Key, str]] = {}
+        for amount, case, name in self._rows(
+            f"SELECT a.v, {self._id('c.id')}, d.name FROM pay_amounts a "
+            "CROSS JOIN invoices i CROSS JOIN cases c CROSS JOIN debtors d "
+            "WHERE i.creditor_id = ? AND i.amount_minor = a.v AND i.paid_minor < i.amount_minor "
+            "AND c.id = i.case_id AND c.creditor_id = i.creditor_id "
+            "AND d.id = c.debtor_id AND d.creditor_id = c.creditor_id"
+            if self.sqlite
+            else f"SELECT a.v, {self._id('c.id')}, d.name FROM pay_amounts a "
+            "JOIN invoices i ON i.amount_minor = a.v AND i.paid_minor < i.amount_minor "
+            "JOIN cases c ON c.id = i.case_id AND c.creditor_id = i.creditor_id "
+            "JOIN debtors d ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
+            "WHERE i.creditor_id = ?"
+        ):
+            found.setdefault(int(amount), {})[self._key(case)] = name
+        return {
+            amount: sorted(cases.items())
+            for amount, cases in found.items()
+            if len(cases) <= AMOUNT_HITS
+        }
+
+    def _among_cases(self, keys: Iterable[Key]) -> tuple[str, list[Key]] | None:
+        """`IN (...)` for these case ids: inline for a few (a payment from the API or a
+        PSP), through a staged table for many (a statement)."""
+        unique = list(set(keys))
+        if not unique:
+            return None
+        if len(unique) <= _INLINE:
+            return f"IN ({', '.join('?' * len(unique))})", unique
+        self._ids("pay_cases", unique)
+        return "IN (SELECT v FROM pay_cases)", []
+
+    def cases(self, keys: Iterable[Key]) -> dict[Key, CaseInfo]:
+        """Open invoices, debtor and name of these cases (any status)."""
+        among = self._among_cases(keys)
+        if among is None:
+            return {}
+        clause, params = among
+        infos: dict[Key, CaseInfo] = {}
+        for case, debtor, ref, name, status in self._rows(
+            f"SELECT {self._id('c.id')}, {self._id('c.debtor_id')}, c.ref, d.name, c.status "
+            "FROM cases c JOIN debtors d ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
+            f"WHERE c.creditor_id = ? AND c.id {clause}",
+            params,
+        ):
+            key = self._key(case)
+            infos[key] = CaseInfo(key, self._key(debtor), ref, name, status, "")
+        for case, invoice, open_minor, due, currency in self._rows(
+            f"SELECT {self._id('i.case_id')}, {self._id('i.id')}, "
+            "i.amount_minor - i.paid_minor, i.due_date, i.currency FROM invoices i "
+            f"WHERE i.creditor_id = ? AND i.case_id {clause} AND i.paid_minor < i.amount_minor "
+            "ORDER BY i.due_date, i.ref",
+            params,
+        ):
+            info = infos[self._key(case)]
+            info.invoices.append((self._key(invoice), int(open_minor), _date(due)))
+            info.currency = currency
+        return infos
+
+    def case_by_ref(self, ref: str) -> Key | None:
+        rows = self._rows(
+            f"SELECT {self._id('id')} FROM cases WHERE creditor_id = ? AND ref = ?", [ref]
+        )
+        return self._key(rows[0][0]) if rows else None
+
+    def case_key(self, case_text: str) -> Key:
+        return uuid.UUID(case_text).bytes if self.sqlite else case_text
+
+    def currency(self) -> str | None:
+        """The creditor's collection currency: that of its invoices."""
+        rows = self._rows("SELECT currency FROM invoices WHERE creditor_id = ? LIMIT 1")
+        return str(rows[0][0]) if rows else None
+
+    # -- reversals ------------------------------------------------------------------------
+
+    def reversible(self, account: str, e2e: Sequence[str]) -> dict[str, tuple[Key, Key]]:
+        """End-to-end id → (statement line, case) of matched credits of this account."""
+        if not self._staged("pay_refs", "TEXT", e2e):
+            return {}
+        return {
+            e: (self._key(t), self._key(c))
+            for e, t, c in self._rows(
+                f"SELECT t.end_to_end_id, {self._id('t.id')}, {self._id('t.case_id')} "
+                "FROM pay_refs r JOIN bank_transactions t ON t.end_to_end_id = r.v "
+                "WHERE t.creditor_id = ? AND t.account_iban = ? AND t.status = 'matched' "
+                "AND t.amount_minor > 0",
+                [account],
+            )
+        }
+
+    def matched_by_structured(
+        self, account: str, structured: str, amount_minor: int
+    ) -> tuple[Key, Key] | None:
+        """The latest matched credit of this account with this reference and amount."""
+        rows = self._rows(
+            f"SELECT {self._id('id')}, {self._id('case_id')} FROM bank_transactions "
+            "WHERE creditor_id = ? AND account_iban = ? AND structured = ? AND amount_minor = ? "
+            "AND status = 'matched' ORDER BY booked_on DESC LIMIT 1",
+            [account, structured, amount_minor],
+        )
+        return (self._key(rows[0][0]), self._key(rows[0][1])) if rows else None
+
+    def reverse_payments(self, case: Key, transaction: Key, at: dt.datetime) -> list[Key]:
+        """Mark the payments booked from a statement line reversed; returns their invoices.
+        (Found through the case's index: reversals are rare, no index of their own.)"""
+        m = self.mark
+        invoices = [
+            self._key(r[0])
+            for r in self._rows(
+                f"SELECT {self._id('invoice_id')} FROM payments WHERE creditor_id = ? "
+                "AND case_id = ? AND transaction_id = ? AND reversed_at IS NULL "
+                "AND invoice_id IS NOT NULL",
+                [case, transaction],
+            )
+        ]
+        self.connection.exec_driver_sql(
+            f"UPDATE payments SET reversed_at = {m} WHERE creditor_id = {m} AND case_id = {m} "
+            f"AND transaction_id = {m} AND reversed_at IS NULL",
+            (self.writer.timestamp(at), self.writer.creditor_key, case, transaction),
+        )
+        self.connection.exec_driver_sql(
+            f"UPDATE bank_transactions SET status = 'reversal', reason = {m} "
+            f"WHERE creditor_id = {m} AND id = {m}",
+            ("reversed by the bank", self.writer.creditor_key, transaction),
+        )
+        return invoices
+
+    def reopen(self, case: Key, at: dt.datetime) -> None:
+        """A case whose payment was reversed owes again: its finished journey starts over
+        (the law's facts — reminders, fees — come from what was sent, so nothing resets)."""
+        m = self.mark
+        self.connection.exec_driver_sql(
+            f"DELETE FROM enrolments WHERE creditor_id = {m} AND case_id = {m} "
+            "AND exit_reason = 'paid'",
+            (self.writer.creditor_key, case),
+        )
+        self.connection.exec_driver_sql(
+            f"UPDATE cases SET status = 'open', closed_at = NULL WHERE creditor_id = {m} "
+            f"AND id = {m}",
+            (self.writer.creditor_key, case),
+        )
+        del at
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def statement_exists(self, account: str, ref: str, digest: str) -> bool:
+        return bool(
+            self._rows(
+                "SELECT 1 FROM statements WHERE creditor_id = ? AND account_iban = ? "
+                "AND statement_ref = ? AND digest = ?",
+                [account, ref, digest],
+            )
+        )
+
+    def add_statement(self, values: dict[str, Any]) -> Key:
+        w = self.writer
+        key = w.new_id()
+        row = {"id": key, "creditor_id": w.creditor_key, **values}
+        row["report"] = json.dumps(row["report"])
+        row["imported_at"] = w.timestamp(row["imported_at"])
+        row["created_on"] = self.date(row["created_on"])
+        w.insert("statements", tuple(row), [tuple(row.values())])
+        return key
+
+    def set_statement_report(self, statement: Key, report: dict[str, Any]) -> None:
+        m = self.mark
+        self.connection.exec_driver_sql(
+            f"UPDATE statements SET report = {m} WHERE creditor_id = {m} AND id = {m}",
+            (json.dumps(report), self.writer.creditor_key, statement),
+        )
+
+    TRANSACTION_COLUMNS: Final = (
+        "id", "creditor_id", "statement_id", "account_iban", "bank_ref", "booked_on",
+        "value_on", "amount_minor", "currency", "reversal", "structured", "text",
+        "counterparty_name", "counterparty_iban", "end_to_end_id", "bank_code", "status",
+        "method", "score", "case_id", "reason", "matched_at", "matched_by",
+    )  # fmt: skip
+
+    def add_transactions(self, rows: Sequence[Row]) -> None:
+        """Statement lines, in TRANSACTION_COLUMNS order without the creditor."""
+        w = self.writer
+        self.writer.insert(
+            "bank_transactions",
+            self.TRANSACTION_COLUMNS,
+            [(r[0], w.creditor_key, *r[1:]) for r in rows],
+        )
+
+    PAYMENT_COLUMNS: Final = (
+        "id", "creditor_id", "case_id", "invoice_id", "ref", "amount_minor", "currency",
+        "paid_at", "source", "source_digest", "created_at", "transaction_id",
+    )  # fmt: skip
+
+    def add_payments(self, rows: Sequence[Row]) -> None:
+        """Payments, in PAYMENT_COLUMNS order without the creditor."""
+        w = self.writer
+        w.insert("payments", self.PAYMENT_COLUMNS, [(r[0], w.creditor_key, *r[1:]) for r in rows])
+
+    def add_paid(self, amounts: dict[Key, int]) -> None:
+        """Add to `paid_minor` of these invoices."""
+        if not amounts:
+            return
+        m = self.mark
+        self.connection.exec_driver_sql(
+            f"UPDATE invoices SET paid_minor = paid_minor + {m} WHERE id = {m} "
+            f"AND creditor_id = {m}",
+            [(amount, invoice, self.writer.creditor_key) for invoice, amount in amounts.items()],
+        )
+
+    def add_events(
+        self, rows: Sequence[tuple[Key, Key | None, str, dt.datetime, dict[str, Any]]]
+    ) -> None:
+        """(case, debtor, type, occurred at, payload) — recorded now."""
+        w = self.writer
+        w.insert(
+            "events",
+            ("id", "creditor_id", "case_id", "debtor_id", "type", "occurred_at", "recorded_at",
+             "payload"),
+            [
+                (w.new_id(), w.creditor_key, case, debtor, kind, w.timestamp(at), w.timestamp(at),
+                 json.dumps(payload))
+                for case, debtor, kind, at, payload in rows
+            ],
+        )  # fmt: skip
+
+    def audit(
+        self, actor: str, action: str, subject: str, details: dict[str, Any], at: dt.datetime
+    ) -> None:
+        """Evidence of who did what (no personal data in `details`)."""
+        w = self.writer
+        w.insert(
+            "audit_log",
+            ("id", "at", "actor", "action", "creditor_id", "subject", "details"),
+            [
+                (
+                    w.new_id(),
+                    w.timestamp(at),
+                    actor,
+                    action,
+                    w.creditor_key,
+                    subject,
+                    json.dumps(details),
+                )
+            ],
+        )
+
+    def payment_exists(self, ref: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM payments WHERE creditor_id = ? AND ref = ?", [ref]))
+
+    # -- arrangements -----------------------------------------------------------------------
+
+    def cancel_pending_promises(self, case: Key, at: dt.datetime) -> None:
+        m = self.mark
+        self.connection.exec_driver_sql(
+            f"UPDATE promises SET state = 'cancelled', settled_at = {m} "
+            f"WHERE creditor_id = {m} AND case_id = {m} AND state = 'pending'",
+            (self.writer.timestamp(at), self.writer.creditor_key, case),
+        )
+
+    def pending_promises(self) -> list[tuple[Key, Key, Key, int, dt.date, int]]:
+        """(promise, case, debtor, amount, date, paid to the case since it was made)."""
+        rows = self._rows(
+            f"SELECT {self._id('p.id')}, {self._id('p.case_id')}, {self._id('c.debtor_id')}, "
+            "p.amount_minor, p.due_on, COALESCE(SUM(pay.amount_minor), 0) FROM promises p "
+            "JOIN cases c ON c.id = p.case_id AND c.creditor_id = p.creditor_id "
+            "LEFT JOIN payments pay ON pay.case_id = p.case_id "
+            "AND pay.creditor_id = p.creditor_id AND pay.reversed_at IS NULL "
+            "AND pay.created_at >= p.made_at "
+            "WHERE p.creditor_id = ? AND p.state = 'pending' "
+            "GROUP BY p.id, p.case_id, c.debtor_id, p.amount_minor, p.due_on"
+        )
+        return [
+            (self._key(p), self._key(c), self._key(d), int(a), _date(due), int(paid))
+            for p, c, d, a, due, paid in rows
+        ]
+
+    def settle_promises(self, updates: Sequence[tuple[str, Key]], at: dt.datetime) -> None:
+        if updates:
+            m, stamp, creditor = self.mark, self.writer.timestamp(at), self.writer.creditor_key
+            self.connection.exec_driver_sql(
+                f"UPDATE promises SET state = {m}, settled_at = {m} "
+                f"WHERE id = {m} AND creditor_id = {m}",
+                [(state, stamp, promise, creditor) for state, promise in updates],
+            )
+
+    def running_plan(self, case: Key) -> bool:
+        return bool(
+            self._rows(
+                "SELECT 1 FROM payment_plans WHERE creditor_id = ? AND case_id = ? "
+                "AND state IN ('active', 'missed')",
+                [case],
+            )
+        )
+
+    def add_plan(
+        self,
+        case: Key,
+        total_minor: int,
+        currency: str,
+        schedule: Sequence[Any],
+        source: str,
+        at: dt.datetime,
+    ) -> Key:
+        """A plan and its instalments (objects with number, due_on, amount_minor)."""
+        w = self.writer
+        plan = w.new_id()
+        w.insert(
+            "payment_plans",
+            ("id", "creditor_id", "case_id", "total_minor", "currency", "created_at", "source"),
+            [(plan, w.creditor_key, case, total_minor, currency, w.timestamp(at), source)],
+        )
+        w.insert(
+            "plan_instalments",
+            ("plan_id", "number", "creditor_id", "due_on", "amount_minor"),
+            [
+                (plan, i.number, w.creditor_key, self.date(i.due_on), i.amount_minor)
+                for i in schedule
+            ],
+        )
+        return plan
+
+    def running_plans(self) -> list[tuple[Key, Key, Key, str, int, list[Instalment], int]]:
+        """(plan, case, debtor, state, paid last seen, instalments, paid to the case since
+        the plan began) of the active and missed plans."""
+        rows = self._rows(
+            f"SELECT {self._id('pl.id')}, {self._id('pl.case_id')}, {self._id('c.debtor_id')}, "
+            "pl.state, pl.paid_minor, COALESCE(SUM(pay.amount_minor), 0) FROM payment_plans pl "
+            "JOIN cases c ON c.id = pl.case_id AND c.creditor_id = pl.creditor_id "
+            "LEFT JOIN payments pay ON pay.case_id = pl.case_id "
+            "AND pay.creditor_id = pl.creditor_id AND pay.reversed_at IS NULL "
+            "AND pay.created_at >= pl.created_at "
+            "WHERE pl.creditor_id = ? AND pl.state IN ('active', 'missed') "
+            "GROUP BY pl.id, pl.case_id, c.debtor_id, pl.state, pl.paid_minor"
+        )
+        if not rows:
+            return []
+        schedules: dict[Key, list[Instalment]] = {}
+        for plan, number, due, amount in self._rows(
+            f"SELECT {self._id('i.plan_id')}, i.number, i.due_on, i.amount_minor "
+            "FROM plan_instalments i JOIN payment_plans pl ON pl.id = i.plan_id "
+            "WHERE pl.creditor_id = ? AND pl.state IN ('active', 'missed') "
+            "ORDER BY i.plan_id, i.number"
+        ):
+            schedules.setdefault(self._key(plan), []).append(
+                Instalment(int(number), _date(due), int(amount))
+            )
+        return [
+            (self._key(p), self._key(c), self._key(d), state, int(seen),
+             schedules.get(self._key(p), []), int(paid))
+            for p, c, d, state, seen, paid in rows
+        ]  # fmt: skip
+
+    def update_plans(self, updates: Sequence[tuple[str, int, Key]], at: dt.datetime) -> None:
+        if updates:
+            m, stamp, creditor = self.mark, self.writer.timestamp(at), self.writer.creditor_key
+            self.connection.exec_driver_sql(
+                f"UPDATE payment_plans SET state = {m}, paid_minor = {m}, "
+                f"settled_at = CASE WHEN {m} IN ('completed', 'broken') THEN {m} ELSE NULL END "
+                f"WHERE id = {m} AND creditor_id = {m}",
+                [(s, paid, s, stamp, plan, creditor) for s, paid, plan in updates],
+            )
+
+    def plan_of(self, case: Key) -> tuple[Key, str, int, str, list[Instalment]] | None:
+        """The case's latest plan: (id, state, total, currency, instalments)."""
+        rows = self._rows(
+            f"SELECT {self._id('id')}, state, total_minor, currency FROM payment_plans "
+            "WHERE creditor_id = ? AND case_id = ? ORDER BY created_at DESC LIMIT 1",
+            [case],
+        )
+        if not rows:
+            return None
+        plan, state, total, currency = rows[0]
+        instalments = [
+            Instalment(int(n), _date(due), int(amount))
+            for n, due, amount in self._rows(
+                "SELECT number, due_on, amount_minor FROM plan_instalments "
+                "WHERE creditor_id = ? AND plan_id = ? ORDER BY number",
+                [self._key(plan)],
+            )
+        ]
+        return self._key(plan), state, int(total), currency, instalments
+
+    def add_dispute(
+        self, case: Key, reason: str, evidence: str | None, source: str, at: dt.datetime
+    ) -> Key:
+        w = self.writer
+        dispute = w.new_id()
+        w.insert(
+            "disputes",
+            ("id", "creditor_id", "case_id", "reason", "evidence", "opened_at", "opened_by"),
+            [(dispute, w.creditor_key, case, reason, evidence, w.timestamp(at), source)],
+        )
+        return dispute
+
+    def open_dispute_of(self, case: Key) -> Key | None:
+        rows = self._rows(
+            f"SELECT {self._id('id')} FROM disputes WHERE creditor_id = ? AND case_id = ? "
+            "AND state = 'open'",
+            [case],
+        )
+        return self._key(rows[0][0]) if rows else None
+
+    def resolve_dispute(
+        self,
+        dispute: Key,
+        outcome: str,
+        actor: str,
+        note: str | None,
+        adjustment_minor: int | None,
+        at: dt.datetime,
+    ) -> None:
+        m = self.mark
+        self.connection.exec_driver_sql(
+            f"UPDATE disputes SET state = {m}, resolved_at = {m}, resolved_by = {m}, "
+            f"resolution = {m}, adjustment_minor = {m} WHERE creditor_id = {m} AND id = {m}",
+            (outcome, self.writer.timestamp(at), actor, note, adjustment_minor,
+             self.writer.creditor_key, dispute),
+        )  # fmt: skip
+
+    def close_case(self, case: Key, reason: str, at: dt.datetime) -> None:
+        """Close a case and end its journey with `reason`."""
+        m, stamp, creditor = self.mark, self.writer.timestamp(at), self.writer.creditor_key
+        self.connection.exec_driver_sql(
+            f"UPDATE cases SET status = 'closed', closed_at = {m} "
+            f"WHERE creditor_id = {m} AND id = {m}",
+            (stamp, creditor, case),
+        )
+        self.connection.exec_driver_sql(
+            f"UPDATE enrolments SET done = {'1' if self.sqlite else 'true'}, exit_reason = {m}, "
+            f"wake_at = NULL WHERE creditor_id = {m} AND case_id = {m}",
+            (reason, creditor, case),
+        )
+
+    # -- the unmatched queue --------------------------------------------------------------
+
+    def transactions(
+        self, *, status: str | None = None, ref: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Statement lines (newest first) with their case's ref when matched."""
+        where, params = [], []
+        if status is not None:
+            where.append("t.status = ?")
+            params.append(status)
+        if ref is not None:
+            where.append("t.bank_ref = ?")
+            params.append(ref)
+        clause = "".join(f" AND {w}" for w in where)
+        rows = self._rows(
+            f"SELECT {self._id('t.id')}, t.bank_ref, t.account_iban, t.booked_on, t.amount_minor, "
+            "t.currency, t.structured, t.text, t.counterparty_name, t.counterparty_iban, "
+            "t.status, t.method, t.score, t.reason, c.ref FROM bank_transactions t "
+            "LEFT JOIN cases c ON c.id = t.case_id AND c.creditor_id = t.creditor_id "
+            f"WHERE t.creditor_id = ?{clause} "
+            f"ORDER BY t.booked_on DESC, t.bank_ref LIMIT {int(limit)}",
+            params,
+        )
+        names = (
+            "id", "ref", "account", "booked_on", "amount_minor", "currency", "structured",
+            "text", "name", "iban", "status", "method", "score", "reason", "case_ref",
+        )  # fmt: skip
+        out = []
+        for r in rows:
+            item = dict(zip(names, r, strict=True))
+            item["id"] = self._key(item["id"])
+            item["booked_on"] = _date(item["booked_on"])
+            out.append(item)
+        return out
+
+    def settle_transaction(
+        self, transaction: Key, case: Key, method: str, actor: str, at: dt.datetime
+    ) -> None:
+        m = self.mark
+        self.connection.exec_driver_sql(
+            f"UPDATE bank_transactions SET status = 'matched', method = {m}, case_id = {m}, "
+            f"reason = NULL, matched_at = {m}, matched_by = {m} "
+            f"WHERE creditor_id = {m} AND id = {m}",
+            (method, case, self.writer.timestamp(at), actor, self.writer.creditor_key, transaction),
+        )
