@@ -217,3 +217,17 @@ def test_a_payment_by_statement_stops_the_journey_at_the_next_tick(
     assert not [r for r in sent if r[0] == alice and r[1] == "sent" and r[2] >= after]
     exits = dict(rows(loaded, EnrolmentRow.case_id, EnrolmentRow.exit_reason))
     assert exits[alice] == "paid"
+
+
+def test_a_name_finds_its_debtor_when_the_amount_is_common(
+    loaded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if thousands of invoices had this amount: the amount alone names nobody.
+    monkeypatch.setattr("parcours.store.payments.AMOUNT_HITS", 0)
+    report = book(
+        loaded,
+        line("N1", 8_000, text="facture", counterparty_name="PEETERS BRUNO"),
+        line("N2", 8_000, text="facture", counterparty_name="Somebody Else"),
+    )
+    assert report.booked == {"fuzzy": 1} and report.unmatched == 1
+    assert paid(loaded, "F2") == 8_000

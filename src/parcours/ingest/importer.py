@@ -28,6 +28,7 @@ from parcours.ingest.rows import (
     RowParser,
     digest,
 )
+from parcours.payments.reconcile import name_key
 from parcours.store.bulk import (
     DEBTOR_FIELDS,
     INVOICE_FIELDS,
@@ -188,8 +189,9 @@ class _Store:
             found = existing.get(p.ref)
             if found is None:
                 inserts.append(
-                    (self.writer.new_id(), creditor, p.ref, *p.values, p.digest, now, now)
-                )
+                    (self.writer.new_id(), creditor, p.ref, *p.values, name_key(p.values[0]),
+                     p.digest, now, now)
+                )  # fmt: skip
             elif found[2]:
                 report.errors.append(
                     RowError(
@@ -199,7 +201,7 @@ class _Store:
             elif found[1] == p.digest:
                 report.unchanged += 1
             else:
-                updates.append((*p.values, p.digest, now, found[0]))
+                updates.append((*p.values, name_key(p.values[0]), p.digest, now, found[0]))
         self.writer.insert(
             "debtors",
             (
@@ -207,13 +209,16 @@ class _Store:
                 "creditor_id",
                 "ref",
                 *DEBTOR_FIELDS,
+                "name_key",
                 "source_digest",
                 "created_at",
                 "updated_at",
             ),
             inserts,
         )
-        self.writer.update("debtors", (*DEBTOR_FIELDS, "source_digest", "updated_at"), updates)
+        self.writer.update(
+            "debtors", (*DEBTOR_FIELDS, "name_key", "source_digest", "updated_at"), updates
+        )
         report.inserted += len(inserts)
         report.updated += len(updates)
 

@@ -23,6 +23,7 @@ from parcours.payments.reconcile import (
     allocate,
     choose,
     classify_line,
+    name_key,
     normalise_name,
     ogms_in_text,
     refs_in_text,
@@ -414,8 +415,9 @@ def _match(store: PaymentStore, lines: list[_Line]) -> None:
 
 
 def _match_fuzzy(store: PaymentStore, lines: list[_Line]) -> None:
-    """Candidates by the payer's IBAN (known from earlier matches) and by amount, scored
-    on amount, IBAN and name; an ambiguous or weak best waits for a person.
+    """Candidates by the payer's IBAN (known from earlier matches), name (the debtors
+    whose name has the same words) and amount, scored on amount, IBAN and name; an
+    ambiguous or weak best waits for a person.
 
     Among the cases with an invoice of the line's amount, only the few whose debtor's
     name is closest to the payer's are read in full and scored."""
@@ -425,9 +427,12 @@ def _match_fuzzy(store: PaymentStore, lines: list[_Line]) -> None:
         {i.line.counterparty_iban for i in lines if i.line.counterparty_iban}
     )
     by_amount = store.amount_cases({i.line.amount_minor for i in lines})
+    payers = {id(i): name_key(i.line.counterparty_name or "") for i in lines}
+    by_name = store.name_cases(set(payers.values()))
     wanted: dict[int, set[Key]] = {}
     for item in lines:
         found = set(by_iban.get(item.line.counterparty_iban or "", ()))
+        found.update(case for case, _ in by_name.get(payers[id(item)], ()))
         named = by_amount.get(item.line.amount_minor, ())
         payer = normalise_name(item.line.counterparty_name or "")
         if named and payer:

@@ -19,10 +19,11 @@ from parcours.domain.arrangements import Instalment
 from parcours.store.bulk import Key
 from parcours.store.messages import MessageStore
 
-__all__ = ["AMOUNT_HITS", "CaseInfo", "PaymentStore"]
+__all__ = ["AMOUNT_HITS", "NAME_HITS", "CaseInfo", "PaymentStore"]
 
 # An amount shared by more open cases than this says nothing about who paid.
 AMOUNT_HITS: Final = 20
+NAME_HITS: Final = 20  # likewise for a name (homonyms)
 _INLINE: Final = 50  # case ids listed in the query itself up to this many
 
 Row = tuple[Any, ...]
@@ -197,6 +198,24 @@ class PaymentStore(MessageStore):
             return f"IN ({', '.join('?' * len(unique))})", unique
         self._ids("pay_cases", unique)
         return "IN (SELECT v FROM pay_cases)", []
+
+    def name_cases(self, keys: Iterable[str]) -> dict[str, list[tuple[Key, str]]]:
+        """Name key → (open case, debtor's name) of the debtors with that name; names
+        shared by more than NAME_HITS cases are left out."""
+        if not self._staged("pay_names", "TEXT", (k for k in keys if k)):
+            return {}
+        found: dict[str, dict[Key, str]] = {}
+        for key, case, name in self._rows(
+            f"SELECT d.name_key, {self._id('c.id')}, d.name FROM pay_names n "
+            f"{self._then}debtors d{self.indexed_by('ix_debtors_name_key')} "
+            f"{self._then}cases c{self.indexed_by('ix_cases_creditor_id_debtor_id')} "
+            "WHERE d.creditor_id = ? AND d.name_key = n.v AND c.creditor_id = d.creditor_id "
+            "AND c.debtor_id = d.id AND c.status = 'open'"
+        ):
+            found.setdefault(key, {})[self._key(case)] = name
+        return {
+            key: sorted(cases.items()) for key, cases in found.items() if len(cases) <= NAME_HITS
+        }
 
     def cases(self, keys: Iterable[Key]) -> dict[Key, CaseInfo]:
         """Open invoices, debtor and name of these cases (any status)."""

@@ -348,6 +348,7 @@ class DebtorRepository:
             .where(DebtorRow.creditor_id == creditor.id, DebtorRow.id == row.id)
             .values(
                 name="(erased)",
+                name_key=None,
                 email=None,
                 phone=None,
                 street=None,

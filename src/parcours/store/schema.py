@@ -167,6 +167,7 @@ class DebtorRow(Base):
     __tablename__ = "debtors"
     __table_args__ = (
         UniqueConstraint("creditor_id", "ref"),
+        Index("ix_debtors_name_key", "creditor_id", "name_key"),
         CheckConstraint("email_consent IN ('unknown','granted','opted_out')", name="email_consent"),
         CheckConstraint("phone_consent IN ('unknown','granted','opted_out')", name="phone_consent"),
         CheckConstraint(
@@ -181,6 +182,9 @@ class DebtorRow(Base):
     )
     ref: Mapped[str] = mapped_column(String(64))
     name: Mapped[str]
+    # The name as reconciliation compares it (parcours.payments.reconcile.name_key): a
+    # transfer that says only who paid finds its debtor through this index.
+    name_key: Mapped[str | None] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(2))
     country: Mapped[str | None] = mapped_column(String(2))
     timezone: Mapped[str | None] = mapped_column(String(64))

@@ -40,6 +40,29 @@ def _creditor_key(table: str) -> sa.ForeignKeyConstraint:
     )
 
 
+def _fill_name_keys() -> None:
+    from parcours.payments.reconcile import name_key
+
+    connection = op.get_bind()
+    debtors = sa.table(
+        "debtors", sa.column("id", UUID_KEY), sa.column("creditor_id", UUID_KEY),
+        sa.column("name", sa.Text()), sa.column("name_key", sa.String(200)),
+        sa.column("erased_at", UTC),
+    )  # fmt: skip
+    rows = connection.execute(
+        sa.select(debtors.c.id, debtors.c.creditor_id, debtors.c.name).where(
+            debtors.c.erased_at.is_(None)
+        )
+    ).all()
+    if rows:
+        connection.execute(
+            debtors.update()
+            .where(debtors.c.id == sa.bindparam("d"), debtors.c.creditor_id == sa.bindparam("c"))
+            .values(name_key=sa.bindparam("k")),
+            [{"d": d, "c": c, "k": name_key(name)} for d, c, name in rows],
+        )
+
+
 def upgrade() -> None:
     # A payment belongs to its case; its invoice is optional (a credit on the case).
     op.add_column("payments", sa.Column("case_id", UUID_KEY, nullable=True))
@@ -63,7 +86,12 @@ def upgrade() -> None:
             "source", "source IN ('import','statement','psp','api','manual')"
         )
         batch_op.create_index("ix_payments_case_id", ["case_id"])
-    # Reconciliation looks for open invoices of the amount a payer sent.
+    # Reconciliation looks for the debtor a payer's name is (computed here for the
+    # debtors already stored; the import keeps it from now on) ...
+    op.add_column("debtors", sa.Column("name_key", sa.String(200), nullable=True))
+    _fill_name_keys()
+    op.create_index("ix_debtors_name_key", "debtors", ["creditor_id", "name_key"])
+    # ... and for open invoices of the amount a payer sent.
     op.create_index("ix_invoices_amount", "invoices", ["creditor_id", "amount_minor"])
 
     op.add_column(
@@ -233,6 +261,9 @@ def downgrade() -> None:
         batch_op.drop_column("settled_at")
         batch_op.drop_column("source")
     op.drop_index("ix_invoices_amount", "invoices")
+    op.drop_index("ix_debtors_name_key", "debtors")
+    with op.batch_alter_table("debtors") as batch_op:
+        batch_op.drop_column("name_key")
     op.execute("DELETE FROM payments WHERE invoice_id IS NULL")
     with op.batch_alter_table("payments") as batch_op:
         batch_op.drop_index("ix_payments_case_id")
