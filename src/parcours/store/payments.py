@@ -75,13 +75,23 @@ class PaymentStore(MessageStore):
 
     # -- reconciliation lookups -----------------------------------------------------------
 
+    @property
+    def _x(self) -> str:
+        """Join in the order written on SQLite (`CROSS JOIN`): staged keys first, then an
+        index probe per key. Without statistics on the staged table its planner may
+        otherwise scan the tenant's million invoices through any creditor-led index."""
+        return " CROSS JOIN " if self.sqlite else ", "
+
+    def _via(self, index: str) -> str:
+        return f" INDEXED BY {index}" if self.sqlite else ""
+
     def known_refs(self, account: str, refs: Iterable[str]) -> set[str]:
         """Bank references of this account already imported."""
         if not self._staged("pay_refs", "TEXT", refs):
             return set()
         rows = self._rows(
-            "SELECT t.bank_ref FROM pay_refs r JOIN bank_transactions t ON t.bank_ref = r.v "
-            "WHERE t.creditor_id = ? AND t.account_iban = ?",
+            f"SELECT t.bank_ref FROM pay_refs r{self._x}bank_transactions t "
+            "WHERE t.creditor_id = ? AND t.account_iban = ? AND t.bank_ref = r.v",
             [account],
         )
         return {r[0] for r in rows}
@@ -98,15 +108,15 @@ class PaymentStore(MessageStore):
         for ogm, case, invoice, debtor, open_minor in self._rows(
             f"SELECT i.structured_communication, {self._id('i.case_id')}, {self._id('i.id')}, "
             f"{self._id('c.debtor_id')}, i.amount_minor - i.paid_minor "
-            "FROM pay_ogms o JOIN invoices i ON i.structured_communication = o.v "
-            "JOIN cases c ON c.id = i.case_id AND c.creditor_id = i.creditor_id "
-            "WHERE i.creditor_id = ?"
+            f"FROM pay_ogms o{self._x}invoices i{self._x}cases c "
+            "WHERE i.creditor_id = ? AND i.structured_communication = o.v "
+            "AND c.id = i.case_id AND c.creditor_id = i.creditor_id"
         ):
             found[ogm] = (key(case), key(invoice), key(debtor), int(open_minor))
         for ogm, case, debtor in self._rows(
             f"SELECT c.structured_communication, {self._id('c.id')}, {self._id('c.debtor_id')} "
-            "FROM pay_ogms o JOIN cases c ON c.structured_communication = o.v "
-            "WHERE c.creditor_id = ?"
+            f"FROM pay_ogms o{self._x}cases c "
+            "WHERE c.creditor_id = ? AND c.structured_communication = o.v"
         ):
             found[ogm] = (key(case), None, key(debtor), None)
         return found
@@ -121,7 +131,8 @@ class PaymentStore(MessageStore):
         owing = {
             self._key(case)
             for (case,) in self._rows(
-                f"SELECT DISTINCT {self._id('i.case_id')} FROM invoices i "
+                f"SELECT DISTINCT {self._id('i.case_id')} "
+                f"FROM invoices i{self._via('ix_invoices_case_id')} "
                 f"WHERE i.creditor_id = ? AND i.case_id {clause} AND i.paid_minor < i.amount_minor",
                 params,
             )
@@ -134,13 +145,13 @@ class PaymentStore(MessageStore):
             return {}
         found: dict[str, Key] = {}
         for ref, case in self._rows(
-            f"SELECT i.ref, {self._id('i.case_id')} FROM pay_refs r "
-            "JOIN invoices i ON i.ref = r.v WHERE i.creditor_id = ?"
+            f"SELECT i.ref, {self._id('i.case_id')} FROM pay_refs r{self._x}invoices i "
+            "WHERE i.creditor_id = ? AND i.ref = r.v"
         ):
             found[ref] = self._key(case)
         for ref, case in self._rows(
-            f"SELECT c.ref, {self._id('c.id')} FROM pay_refs r "
-            "JOIN cases c ON c.ref = r.v WHERE c.creditor_id = ?"
+            f"SELECT c.ref, {self._id('c.id')} FROM pay_refs r{self._x}cases c "
+            "WHERE c.creditor_id = ? AND c.ref = r.v"
         ):
             found[ref] = self._key(case)
         return found
@@ -153,40 +164,44 @@ class PaymentStore(MessageStore):
         found: dict[str, set[Key]] = {}
         for iban, case in self._rows(
             f"SELECT DISTINCT t.counterparty_iban, {self._id('open_case.id')} "
-            "FROM pay_ibans b JOIN bank_transactions t ON t.counterparty_iban = b.v "
-            "JOIN cases paid ON paid.id = t.case_id AND paid.creditor_id = t.creditor_id "
-            "JOIN cases open_case ON open_case.debtor_id = paid.debtor_id "
-            "AND open_case.creditor_id = paid.creditor_id AND open_case.status = 'open' "
-            "WHERE t.creditor_id = ? AND t.status = 'matched'"
+            f"FROM pay_ibans b{self._x}bank_transactions t"
+            f"{self._via('ix_bank_transactions_iban')}{self._x}cases paid"
+            f"{self._x}cases open_case{self._via('ix_cases_creditor_id_debtor_id')} "
+            "WHERE t.creditor_id = ? AND t.counterparty_iban = b.v AND t.status = 'matched' "
+            "AND paid.id = t.case_id AND paid.creditor_id = t.creditor_id "
+            "AND open_case.creditor_id = paid.creditor_id "
+            "AND open_case.debtor_id = paid.debtor_id AND open_case.status = 'open'"
         ):
             found.setdefault(iban, set()).add(self._key(case))
         return {iban: sorted(cases) for iban, cases in found.items()}
 
     def amount_cases(self, amounts: Iterable[int]) -> dict[int, list[tuple[Key, str]]]:
         """Amount → (open case, debtor's name) of the open invoices issued for exactly that
-        amount; amounts shared by more than AMOUNT_HITS cases are left out."""
+        amount; amounts of more than AMOUNT_HITS invoices are left out (counted on the
+        index first, so a common amount costs no more than a count)."""
         if not self._staged("pay_amounts", "BIGINT", amounts):
+            return {}
+        via = self._via("ix_invoices_amount")
+        rare = [
+            int(v)
+            for (v,) in self._rows(
+                f"SELECT a.v FROM pay_amounts a{self._x}invoices i{via} "
+                "WHERE i.creditor_id = ? AND i.amount_minor = a.v "
+                f"GROUP BY a.v HAVING COUNT(*) <= {int(AMOUNT_HITS)}"
+            )
+        ]
+        if not self._staged("pay_amounts", "BIGINT", rare):
             return {}
         found: dict[int, dict[Key, str]] = {}
         for amount, case, name in self._rows(
-            f"SELECT a.v, {self._id('c.id')}, d.name FROM pay_amounts a "
-            "CROSS JOIN invoices i CROSS JOIN cases c CROSS JOIN debtors d "
+            f"SELECT a.v, {self._id('c.id')}, d.name "
+            f"FROM pay_amounts a{self._x}invoices i{via}{self._x}cases c{self._x}debtors d "
             "WHERE i.creditor_id = ? AND i.amount_minor = a.v AND i.paid_minor < i.amount_minor "
             "AND c.id = i.case_id AND c.creditor_id = i.creditor_id "
             "AND d.id = c.debtor_id AND d.creditor_id = c.creditor_id"
-            if self.sqlite
-            else f"SELECT a.v, {self._id('c.id')}, d.name FROM pay_amounts a "
-            "JOIN invoices i ON i.amount_minor = a.v AND i.paid_minor < i.amount_minor "
-            "JOIN cases c ON c.id = i.case_id AND c.creditor_id = i.creditor_id "
-            "JOIN debtors d ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
-            "WHERE i.creditor_id = ?"
         ):
             found.setdefault(int(amount), {})[self._key(case)] = name
-        return {
-            amount: sorted(cases.items())
-            for amount, cases in found.items()
-            if len(cases) <= AMOUNT_HITS
-        }
+        return {amount: sorted(cases.items()) for amount, cases in found.items()}
 
     def _among_cases(self, keys: Iterable[Key]) -> tuple[str, list[Key]] | None:
         """`IN (...)` for these case ids: inline for a few (a payment from the API or a
@@ -206,9 +221,9 @@ class PaymentStore(MessageStore):
             return {}
         found: dict[str, dict[Key, str]] = {}
         for key, case, name in self._rows(
-            f"SELECT d.name_key, {self._id('c.id')}, d.name FROM pay_names n "
-            f"{self._then}debtors d{self.indexed_by('ix_debtors_name_key')} "
-            f"{self._then}cases c{self.indexed_by('ix_cases_creditor_id_debtor_id')} "
+            f"SELECT d.name_key, {self._id('c.id')}, d.name FROM pay_names n"
+            f"{self._x}debtors d{self._via('ix_debtors_name_key')}"
+            f"{self._x}cases c{self._via('ix_cases_creditor_id_debtor_id')} "
             "WHERE d.creditor_id = ? AND d.name_key = n.v AND c.creditor_id = d.creditor_id "
             "AND c.debtor_id = d.id AND c.status = 'open'"
         ):
@@ -234,7 +249,8 @@ class PaymentStore(MessageStore):
             infos[key] = CaseInfo(key, self._key(debtor), ref, name, status, "")
         for case, invoice, open_minor, due, currency in self._rows(
             f"SELECT {self._id('i.case_id')}, {self._id('i.id')}, "
-            "i.amount_minor - i.paid_minor, i.due_date, i.currency FROM invoices i "
+            "i.amount_minor - i.paid_minor, i.due_date, i.currency "
+            f"FROM invoices i{self._via('ix_invoices_case_id')} "
             f"WHERE i.creditor_id = ? AND i.case_id {clause} AND i.paid_minor < i.amount_minor "
             "ORDER BY i.due_date, i.ref",
             params,
