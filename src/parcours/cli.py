@@ -513,6 +513,7 @@ def debtors_erase(
 
 
 # Registered last: the persona commands reuse this module's helpers.
+from parcours.cli_api import api_keys_app, webhooks_app  # noqa: E402
 from parcours.cli_journeys import journeys_app, policy_app, run, worker  # noqa: E402
 from parcours.cli_messages import messages_app, serve, tasks_app  # noqa: E402
 from parcours.cli_payments import payments_app  # noqa: E402
@@ -525,6 +526,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(messages_app, name="messages")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(payments_app, name="payments")
+app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(webhooks_app, name="webhooks")
 app.command()(serve)
 app.command("run")(run)
 app.command("worker")(worker)

@@ -314,9 +314,13 @@ def worker(
     import signal
     import time
 
+    import httpx
+
     from parcours.cli import _engine, _unit_of_work, log
     from parcours.runtime.dispatch import dispatch
     from parcours.runtime.tick import CONFLICTS, run_tick
+    from parcours.runtime.webhooks import deliver_webhooks
+    from parcours.store.api import expire_idempotency_keys
 
     settings = get_settings()
     stopping = False
@@ -331,6 +335,7 @@ def worker(
     library = _library()
     engine = _engine(settings)
     channel_sets: dict[str, Any] = {}
+    hooks = httpx.Client(timeout=10.0)
     done = 0
     while not stopping:
         started = time.monotonic()
@@ -361,6 +366,11 @@ def worker(
                 if not sent:
                     break
                 log.info("worker.dispatched", **dict(sent))
+            if not stopping:  # the creditor's integrations hear of payments, promises...
+                delivered = deliver_webhooks(engine, creditor.id, _when(None), hooks)
+                log.info("worker.webhooks", **delivered.as_dict())
+        with engine.begin() as connection:  # idempotency keys live 24 hours
+            expire_idempotency_keys(connection, _when(None))
         done += 1
         if ticks and done >= ticks:
             break
@@ -368,6 +378,7 @@ def worker(
             time.sleep(min(0.2, interval))
     for channels in channel_sets.values():
         channels.close()
+    hooks.close()
     engine.dispose()
     log.info("worker.stopped", ticks=done)
 

@@ -50,6 +50,8 @@ def connect(url: str | URL, *, check: bool = True, **kwargs: Any) -> Engine:
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "postgresql":
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
+    # A failing statement's error message never carries its parameters (personal data).
+    kwargs.setdefault("hide_parameters", True)
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -48,6 +48,7 @@ from parcours.store.db import connect
 from parcours.store.messages import MessageStore
 from parcours.store.payments import PaymentStore
 from parcours.store.uow import UnitOfWork
+from parcours.web.api import mount_api
 
 __all__ = ["create_app"]
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         engine.dispose()
 
     app = FastAPI(title="parcours", docs_url=None, redoc_url=None, lifespan=lifespan)
+    mount_api(app, engine, settings)  # the integrator API under /api/v1
 
     def creditor_id(name: str) -> Any:
         with UnitOfWork(engine) as uow:
