@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from sqlalchemy import Engine
 
 from parcours.cli import CreditorOption, JsonOption, _creditor, _engine, _fail, _print_json, out
 from parcours.domain.arrangements import ArrangementRules
@@ -23,14 +26,9 @@ AtOption = Annotated[
 
 
 def _clock(at: str | None) -> dt.datetime:
-    if at is None:
-        return dt.datetime.now(dt.UTC)
-    try:
-        moment = dt.datetime.fromisoformat(at)
-    except ValueError:
-        _fail(f"--at {at!r} is not a date-time like 2026-12-05T10:00")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
+    from parcours.cli_journeys import _when
+
+    moment: dt.datetime = _when(at)
     return moment
 
 
@@ -40,6 +38,22 @@ def _owner(creditor: str | None) -> tuple[Any, str]:
     with _unit_of_work() as uow:
         owner = _creditor(uow, creditor)
     return owner.id, owner.name
+
+
+@contextmanager
+def _acting(creditor: str | None) -> Iterator[tuple[Engine, Any, str]]:
+    """(engine, creditor id, creditor name); a refused action is a clear error (exit 2)."""
+    from parcours.runtime.arrangements import CaseError
+    from parcours.runtime.payments import MatchError
+
+    creditor_id, name = _owner(creditor)
+    engine = _engine(get_settings())
+    try:
+        yield engine, creditor_id, name
+    except (CaseError, MatchError) as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
 
 
 def _money(text: str, field: str) -> int:
@@ -80,14 +94,11 @@ def payments_import(
         data = file.read_bytes()
     except OSError as error:
         _fail(f"{file}: {error.strerror or error}")
-    creditor_id, _ = _owner(creditor)
-    engine = _engine(get_settings())
-    try:
-        reports = import_statement(engine, creditor_id, data, _clock(at), actor="cli")
-    except StatementError as error:
-        _fail(f"{file.name}: {error} (nothing was booked)")
-    finally:
-        engine.dispose()
+    with _acting(creditor) as (engine, creditor_id, _):
+        try:
+            reports = import_statement(engine, creditor_id, data, _clock(at), actor="cli")
+        except StatementError as error:
+            _fail(f"{file.name}: {error} (nothing was booked)")
     if as_json:
         _print_json([r.as_dict() for r in reports])
         return
@@ -123,15 +134,8 @@ def payments_unmatched(
 
     from parcours.store.payments import PaymentStore
 
-    creditor_id, _ = _owner(creditor)
-    engine = _engine(get_settings())
-    try:
-        with engine.connect() as connection:
-            lines = PaymentStore(connection, creditor_id).transactions(
-                status="unmatched", limit=limit
-            )
-    finally:
-        engine.dispose()
+    with _acting(creditor) as (engine, creditor_id, _), engine.connect() as connection:
+        lines = PaymentStore(connection, creditor_id).transactions(status="unmatched", limit=limit)
     if as_json:
         _print_json([{k: v for k, v in line.items() if k != "id"} for line in lines])
         return
@@ -154,16 +158,10 @@ def payments_match(
     at: AtOption = None,
 ) -> None:
     """Book an unmatched statement line on a case (audited)."""
-    from parcours.runtime.payments import MatchError, match_line
+    from parcours.runtime.payments import match_line
 
-    creditor_id, _ = _owner(creditor)
-    engine = _engine(get_settings())
-    try:
+    with _acting(creditor) as (engine, creditor_id, _):
         amount, currency = match_line(engine, creditor_id, ref, case_ref, _clock(at), "cli")
-    except MatchError as error:
-        _fail(str(error))
-    finally:
-        engine.dispose()
     out.print(f"{ref}: {_amount(amount, currency)} booked on {case_ref}")
 
 
@@ -176,19 +174,13 @@ def payments_promise(
     at: AtOption = None,
 ) -> None:
     """Record a promise to pay; the journey waits for its date."""
-    from parcours.runtime.arrangements import CaseError, make_promise
+    from parcours.runtime.arrangements import make_promise
 
-    creditor_id, name = _owner(creditor)
-    engine = _engine(get_settings())
-    try:
+    with _acting(creditor) as (engine, creditor_id, name):
         make_promise(
             engine, creditor_id, case_ref, _money(amount, "--amount"), _day(on, "--on"),
             _clock(at), source="agent", actor="cli", rules=_rules(name),
         )  # fmt: skip
-    except CaseError as error:
-        _fail(str(error))
-    finally:
-        engine.dispose()
     out.print(f"{case_ref}: promise of {amount} by {on} recorded")
 
 
@@ -203,22 +195,16 @@ def payments_plan(
     as_json: JsonOption = False,
 ) -> None:
     """Agree a payment plan on the case's balance, within the creditor's limits."""
-    from parcours.runtime.arrangements import CaseError, create_plan
+    from parcours.runtime.arrangements import create_plan
 
     if every not in ("month", "fortnight", "week"):
         _fail(f"--every {every!r}: month, fortnight or week")
     period: Literal["month", "fortnight", "week"] = every  # type: ignore[assignment]
-    creditor_id, name = _owner(creditor)
-    engine = _engine(get_settings())
-    try:
+    with _acting(creditor) as (engine, creditor_id, name):
         made = create_plan(
             engine, creditor_id, case_ref, instalments, _day(first, "--first"), _clock(at),
             source="agent", actor="cli", every=period, rules=_rules(name),
         )  # fmt: skip
-    except CaseError as error:
-        _fail(str(error))
-    finally:
-        engine.dispose()
     if as_json:
         _print_json(
             {
@@ -245,19 +231,13 @@ def payments_dispute(
     at: AtOption = None,
 ) -> None:
     """Open a dispute: collection contact pauses until it is resolved."""
-    from parcours.runtime.arrangements import CaseError, open_dispute
+    from parcours.runtime.arrangements import open_dispute
 
-    creditor_id, _ = _owner(creditor)
-    engine = _engine(get_settings())
-    try:
+    with _acting(creditor) as (engine, creditor_id, _):
         open_dispute(
             engine, creditor_id, case_ref, reason, evidence, _clock(at), source="agent",
             actor="cli",
         )  # fmt: skip
-    except CaseError as error:
-        _fail(str(error))
-    finally:
-        engine.dispose()
     out.print(f"{case_ref}: dispute opened ({reason}); collection paused")
 
 
@@ -273,21 +253,15 @@ def payments_resolve(
     at: AtOption = None,
 ) -> None:
     """Rule on a case's open dispute: upheld closes (or adjusts) it, rejected resumes."""
-    from parcours.runtime.arrangements import CaseError, resolve_dispute
+    from parcours.runtime.arrangements import resolve_dispute
 
     if outcome not in ("upheld", "rejected"):
         _fail(f"--outcome {outcome!r}: upheld or rejected")
-    creditor_id, _ = _owner(creditor)
-    engine = _engine(get_settings())
-    try:
+    with _acting(creditor) as (engine, creditor_id, _):
         resolve_dispute(
             engine, creditor_id, case_ref, outcome, _clock(at), actor="cli",  # type: ignore[arg-type]
             note=note, adjustment_minor=_money(adjust, "--adjust") if adjust else None,
         )  # fmt: skip
-    except CaseError as error:
-        _fail(str(error))
-    finally:
-        engine.dispose()
     out.print(f"{case_ref}: dispute {outcome}")
 
 
@@ -305,15 +279,10 @@ def payments_sample_statement(
 
     if fmt not in ("camt", "coda"):
         _fail(f"--format {fmt!r}: camt or coda")
-    creditor_id, _ = _owner(creditor)
-    engine = _engine(get_settings())
-    try:
-        with engine.connect() as connection:
-            statement, mix = synthetic_statement(
-                connection, creditor_id, lines, _clock(at).date(), seed=seed
-            )
-    finally:
-        engine.dispose()
+    with _acting(creditor) as (engine, creditor_id, _), engine.connect() as connection:
+        statement, mix = synthetic_statement(
+            connection, creditor_id, lines, _clock(at).date(), seed=seed
+        )
     out_file.write_bytes(write_statement(statement, fmt))
     shares = ", ".join(f"{k} {v:,}" for k, v in mix.items())
     out.print(f"{out_file}: {len(statement.lines):,} lines ({shares})")
