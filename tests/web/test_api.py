@@ -39,6 +39,7 @@ from parcours.store.api import (
 from parcours.store.schema import (
     ApiKeyRow,
     AuditRow,
+    DebtorRow,
     EnrolmentRow,
     EventRow,
     IdempotencyKeyRow,
@@ -255,6 +256,9 @@ def test_a_debtor_is_created_updated_and_left_unchanged(api: Api, engine: Engine
     assert updated.status_code == 200 and updated.json()["language"] == "nl"
     actions = [a for (a,) in rows(engine, AuditRow.action)]
     assert actions.count("api.debtor.created") == 1 and actions.count("api.debtor.updated") == 1
+    # Reconciliation can find her by the name a bank transfer gives.
+    keys = {k for r, k in rows(engine, DebtorRow.ref, DebtorRow.name_key) if r == "D4"}
+    assert keys == {"nina nouvelle"}
 
 
 def test_a_debtor_is_checked_by_the_csv_rules_without_echoing_personal_data(api: Api) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, select
 
 from parcours.domain.structured_communication import structured_communication_digits
 from parcours.ingest.rows import OPTIONAL, REQUIRED, ImportKind, ImportOptions, ParsedRow, RowParser
+from parcours.payments.reconcile import name_key
 from parcours.store.bulk import DEBTOR_FIELDS, INVOICE_FIELDS, PortfolioWriter
 from parcours.store.schema import DebtorRow
 
@@ -73,9 +74,10 @@ def store_debtor(connection: Connection, row: ParsedRow, options: ImportOptions)
     if found is None:
         writer.insert(
             "debtors",
-            ("id", "creditor_id", "ref", *DEBTOR_FIELDS, "source_digest", "created_at",
-             "updated_at"),
-            [(writer.new_id(), writer.creditor_key, row.ref, *row.values, row.digest, now, now)],
+            ("id", "creditor_id", "ref", *DEBTOR_FIELDS, "name_key", "source_digest",
+             "created_at", "updated_at"),
+            [(writer.new_id(), writer.creditor_key, row.ref, *row.values,
+              name_key(row.values[0]), row.digest, now, now)],
         )  # fmt: skip
         return "created"
     key, digest, erased = found
@@ -83,8 +85,10 @@ def store_debtor(connection: Connection, row: ParsedRow, options: ImportOptions)
         raise RowRejected([FieldProblem("debtor_ref", f"{row.ref!r} was erased (GDPR)")])
     if digest == row.digest:
         return "unchanged"
-    columns = (*DEBTOR_FIELDS, "source_digest", "updated_at")
-    writer.update("debtors", columns, [(*row.values, row.digest, now, key)])
+    columns = (*DEBTOR_FIELDS, "name_key", "source_digest", "updated_at")
+    writer.update(
+        "debtors", columns, [(*row.values, name_key(row.values[0]), row.digest, now, key)]
+    )
     return "updated"
 
 
