@@ -939,6 +939,36 @@ def _cursor(text: str | None, *kinds: type) -> tuple[Any, ...] | None:
         raise ApiProblem.invalid(("cursor", str(error))) from None
 
 
+def _put_row(
+    kind: Literal["debtor", "invoice"],
+    ref: str,
+    values: dict[str, Any],
+    principal: Principal,
+    request: Request,
+) -> tuple[str, dict[str, Any]]:
+    """Check a debtor or invoice by the CSV import's rules, store it, audit a change and
+    read it back: (created | updated | unchanged, the stored record)."""
+    context = _context(request)
+    now = context.clock()
+    options = _options(context, principal, now)
+    check, store_row = (
+        (check_debtor, store_debtor) if kind == "debtor" else (check_invoice, store_invoice)
+    )
+    try:
+        row = check(ref, values, options)
+        with context.engine.begin() as connection:
+            result = store_row(connection, row, options)
+            store = IntegratorStore(connection, principal.creditor_id)
+            if result != "unchanged":
+                store.audit(principal.actor, f"api.{kind}.{result}", f"{kind}:{ref}", {}, now)
+            stored = store.debtor(ref) if kind == "debtor" else store.invoice(ref)
+            if stored is None:  # the CSV's rules trimmed the ref: refused, rolled back
+                raise ApiProblem.invalid(("ref", "must not start or end with a space"))
+    except RowRejected as error:
+        raise _row_problem(error, f"{kind}_ref") from None
+    return result, stored
+
+
 # -- routes ------------------------------------------------------------------------------
 
 api_router = APIRouter(prefix="/api/v1")
@@ -954,24 +984,10 @@ api_router = APIRouter(prefix="/api/v1")
 )
 def put_debtor(ref: RefPath, body: DebtorIn, principal: Writer, request: Request) -> Response:
     """Checked by the CSV import's rules (e-mail, phone by country, address complete…)."""
-    context = _context(request)
-    now = context.clock()
-    options = _options(context, principal, now)
     values = body.model_dump(exclude_none=True)
     if body.birth_year is not None:
         values["birth_year"] = str(body.birth_year)
-    try:
-        row = check_debtor(ref, values, options)
-        with context.engine.begin() as connection:
-            result = store_debtor(connection, row, options)
-            store = IntegratorStore(connection, principal.creditor_id)
-            if result != "unchanged":
-                store.audit(principal.actor, f"api.debtor.{result}", f"debtor:{ref}", {}, now)
-            stored = store.debtor(ref)
-            if stored is None:  # the CSV's rules trimmed the ref: refused, rolled back
-                raise ApiProblem.invalid(("ref", "must not start or end with a space"))
-    except RowRejected as error:
-        raise _row_problem(error, "debtor_ref") from None
+    result, stored = _put_row("debtor", ref, values, principal, request)
     return _json(201 if result == "created" else 200, DebtorOut(result=result, **stored))
 
 
@@ -986,22 +1002,8 @@ def put_debtor(ref: RefPath, body: DebtorIn, principal: Writer, request: Request
 def put_invoice(ref: RefPath, body: InvoiceIn, principal: Writer, request: Request) -> Response:
     """Checked by the CSV import's rules; a new invoice joins its debtor's open case, or
     opens one (`C-<debtor_ref>`)."""
-    context = _context(request)
-    now = context.clock()
-    options = _options(context, principal, now)
     values = body.model_dump(exclude_none=True, mode="json")
-    try:
-        row = check_invoice(ref, values, options)
-        with context.engine.begin() as connection:
-            result = store_invoice(connection, row, options)
-            store = IntegratorStore(connection, principal.creditor_id)
-            if result != "unchanged":
-                store.audit(principal.actor, f"api.invoice.{result}", f"invoice:{ref}", {}, now)
-            stored = store.invoice(ref)
-            if stored is None:  # the CSV's rules trimmed the ref: refused, rolled back
-                raise ApiProblem.invalid(("ref", "must not start or end with a space"))
-    except RowRejected as error:
-        raise _row_problem(error, "invoice_ref") from None
+    result, stored = _put_row("invoice", ref, values, principal, request)
     return _json(201 if result == "created" else 200, InvoiceOut(result=result, **stored))
 
 
