@@ -231,3 +231,19 @@ def test_a_name_finds_its_debtor_when_the_amount_is_common(
     )
     assert report.booked == {"fuzzy": 1} and report.unmatched == 1
     assert paid(loaded, "F2") == 8_000
+
+
+def test_erasing_a_debtor_clears_what_their_bank_said_of_them(loaded: Engine) -> None:
+    book(loaded, line("G1", 12_000, text="Alice pays", counterparty_name="MARTIN ALICE"))
+    with UnitOfWork(loaded) as uow:
+        owner = uow.creditors.by_name("acme")
+        assert owner is not None
+        uow.debtors.erase(owner, "D1", NOW)
+        uow.commit()
+    [(name, text, amount)] = rows(
+        loaded,
+        BankTransactionRow.counterparty_name,
+        BankTransactionRow.text,
+        BankTransactionRow.amount_minor,
+    )
+    assert (name, text, amount) == (None, None, 12_000)

@@ -28,10 +28,12 @@ from parcours.domain import (
 )
 from parcours.store.schema import (
     AuditRow,
+    BankTransactionRow,
     CaseRow,
     CreditorRow,
     DebtorPersonaRow,
     DebtorRow,
+    DisputeRow,
     EventRow,
     InvoiceRow,
     PaymentRow,
@@ -343,6 +345,22 @@ class DebtorRepository:
             self.session.execute(
                 delete(table).where(table.creditor_id == creditor.id, table.debtor_id == row.id)
             )
+        # What the debtor wrote or their bank said of them: the amounts stay.
+        cases = select(CaseRow.id).where(
+            CaseRow.creditor_id == creditor.id, CaseRow.debtor_id == row.id
+        )
+        self.session.execute(
+            update(BankTransactionRow)
+            .where(
+                BankTransactionRow.creditor_id == creditor.id, BankTransactionRow.case_id.in_(cases)
+            )
+            .values(counterparty_name=None, counterparty_iban=None, text=None)
+        )
+        self.session.execute(
+            update(DisputeRow)
+            .where(DisputeRow.creditor_id == creditor.id, DisputeRow.case_id.in_(cases))
+            .values(evidence=None)
+        )
         self.session.execute(
             update(DebtorRow)
             .where(DebtorRow.creditor_id == creditor.id, DebtorRow.id == row.id)
