@@ -42,6 +42,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache for bulk work
+    # Staged keys (temporary tables of a tick or an import) stay in memory.
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
