@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from sqlalchemy import Engine
@@ -14,6 +14,9 @@ from sqlalchemy import Engine
 from parcours.cli import CreditorOption, JsonOption, _creditor, _engine, _fail, _print_json, out
 from parcours.domain.arrangements import ArrangementRules
 from parcours.settings import get_settings
+
+if TYPE_CHECKING:
+    from parcours.runtime.arrangements import PlanMade
 
 payments_app = typer.Typer(
     no_args_is_help=True,
@@ -190,6 +193,9 @@ def payments_plan(
     instalments: Annotated[int, typer.Option("--instalments", "-n", min=1)],
     first: Annotated[str, typer.Option("--first", help="First instalment (YYYY-MM-DD).")],
     every: Annotated[str, typer.Option(help="month, fortnight or week.")] = "month",
+    qr: Annotated[
+        Path | None, typer.Option("--qr", help="Write each instalment's EPC QR code here.")
+    ] = None,
     creditor: CreditorOption = None,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -205,21 +211,49 @@ def payments_plan(
             engine, creditor_id, case_ref, instalments, _day(first, "--first"), _clock(at),
             source="agent", actor="cli", every=period, rules=_rules(name),
         )  # fmt: skip
+    written = _write_qr_codes(qr, name, made) if qr is not None else []
     if as_json:
         _print_json(
             {
                 "plan": made.plan_id,
                 "total_minor": made.total_minor,
+                "communication": made.communication,
                 "instalments": [
                     {"number": i.number, "due_on": i.due_on, "amount_minor": i.amount_minor}
                     for i in made.instalments
                 ],
+                "qr_codes": [str(p) for p in written],
             }
         )
         return
     out.print(f"{case_ref}: plan of {_amount(made.total_minor, made.currency)}")
     for i in made.instalments:
         out.print(f"  {i.number:>2}. {i.due_on}  {_amount(i.amount_minor, made.currency)}")
+    if made.communication:
+        digits = made.communication
+        out.print(f"  pay each with +++{digits[:3]}/{digits[3:7]}/{digits[7:]}+++")
+    if written:
+        out.print(f"  EPC QR codes: {', '.join(str(p) for p in written)}")
+
+
+def _write_qr_codes(folder: Path, creditor_name: str, made: PlanMade) -> list[Path]:
+    """One PNG per instalment, paying the creditor's account from the channels file."""
+    from parcours.channels.config import ChannelsError, load_channels
+    from parcours.payments.epc import qr_png
+
+    try:
+        profile = load_channels(get_settings().channels_file).for_creditor(creditor_name)
+    except ChannelsError as error:
+        _fail(f"--qr: {error}")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for instalment, transfer in zip(
+        made.instalments, made.transfers(profile.profile.profile()), strict=False
+    ):
+        path = folder / f"{made.plan_id}-{instalment.number}.png"
+        path.write_bytes(qr_png(transfer))
+        paths.append(path)
+    return paths
 
 
 @payments_app.command("dispute")

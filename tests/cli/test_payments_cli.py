@@ -47,6 +47,18 @@ def test_a_bad_statement_is_refused_and_books_nothing(cli_db: Path) -> None:
     assert unmatched.exit_code == 0 and json.loads(unmatched.output) == []
 
 
+def test_a_plan_writes_an_epc_qr_code_per_instalment(cli_db: Path) -> None:
+    portfolio(cli_db, DEBTORS, INVOICES)  # `init` wrote the example profile
+    plan = invoke(
+        "payments", "plan", "C-D2", "-n", "2", "--first", "2026-12-20", "--at", AT,
+        "--qr", "qr", "--json",
+    )  # fmt: skip
+    assert plan.exit_code == 0, plan.output
+    made = json.loads(plan.output)
+    codes = [Path(p) for p in made["qr_codes"]]
+    assert len(codes) == 2 and all(p.read_bytes().startswith(b"\x89PNG") for p in codes)
+
+
 def test_promises_plans_and_disputes(cli_db: Path) -> None:
     portfolio(cli_db, DEBTORS, INVOICES)
     promise = invoke(
@@ -63,6 +75,7 @@ def test_promises_plans_and_disputes(cli_db: Path) -> None:
     assert plan.exit_code == 0, plan.output
     made = json.loads(plan.output)
     assert [i["amount_minor"] for i in made["instalments"]] == [30_000, 30_000, 30_000]
+    assert len(made["communication"]) == 12 and made["qr_codes"] == []
     twice = invoke("payments", "plan", "C-D2", "-n", "2", "--first", "2026-12-20", "--at", AT)
     assert twice.exit_code == 2 and "already" in text_of(twice)
     too_long = invoke("payments", "plan", "C-D1", "-n", "40", "--first", "2026-12-20", "--at", AT)

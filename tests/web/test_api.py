@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 import string
 from collections.abc import Iterator
@@ -15,14 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from parcours.domain.money import parse_amount
 from parcours.ingest import ImportKind
+from parcours.payments.epc import parse_epc_payload, qr_png
 from parcours.runtime.payments import import_statement
 from parcours.settings import Settings
 from parcours.store.api import (
@@ -43,11 +47,13 @@ from parcours.store.schema import (
     EnrolmentRow,
     EventRow,
     IdempotencyKeyRow,
+    InvoiceRow,
     PaymentRow,
     PromiseRow,
 )
 from parcours.store.uow import UnitOfWork
 from parcours.web.api import build_api_app
+from tests.channels.test_epc import zbar_decode_raw
 from tests.ingest.test_import import run_import, write_csv
 from tests.runtime.test_payments import line, statement
 from tests.runtime.test_tick import START, count, load, rows, tick
@@ -129,10 +135,25 @@ def api(engine: Engine, db_url: str, tmp_path: Path) -> Iterator[Api]:
     load(engine, tmp_path)  # acme: D1..D3 owing F1 120.00, F2 80.00, F3 300.00 (C-D1..C-D3)
     acme = creditor_id(engine, "acme")
     other = load_other(engine, tmp_path)
+    channels = tmp_path / "channels.yaml"
+    channels.write_text(
+        yaml.safe_dump(
+            {
+                "creditors": {
+                    "acme": {
+                        "profile": {
+                            "name": "Acme", "iban": "BE71096123456769", "street": "Rue 1",
+                            "postcode": "1000", "city": "Bruxelles", "help_email": "a@acme.be",
+                            "help_phone": "+3225550100", "email_from": "f@acme.be",
+                        }
+                    }
+                }
+            }
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
     settings = Settings(
-        database_url=db_url,
-        secret_key=SecretStr("test-secret"),
-        channels_file=tmp_path / "no-channels.yaml",
+        database_url=db_url, secret_key=SecretStr("test-secret"), channels_file=channels
     )
     clock = Clock(START)
     app = build_api_app(engine, settings, clock=clock, key_ttl=0)
@@ -426,6 +447,25 @@ def test_a_payment_by_api_stops_the_journey_at_the_next_tick(
 
 
 # -- arrangements and events -------------------------------------------------------------
+
+
+def test_each_plan_instalment_has_an_epc_qr_code_a_banking_app_reads(
+    api: Api, engine: Engine
+) -> None:
+    plan = api.post("/cases/C-D3/plans", {"instalments": 3, "first_on": "2026-12-15"})
+    assert plan.status_code == 201, plan.text
+    with engine.connect() as connection:
+        f3 = connection.execute(
+            select(InvoiceRow.structured_communication).where(InvoiceRow.ref == "F3")
+        ).scalar_one()
+    codes = [i["epc_qr"] for i in plan.json()["instalments"]]
+    for n, code in enumerate(codes, 1):
+        transfer = parse_epc_payload(code)
+        assert (transfer.iban, transfer.amount_minor) == ("BE71096123456769", 10_000)
+        assert transfer.structured_reference == f3 and transfer.information == f"{n}/3"
+    # A real decoder reads the printed code back to the same payload.
+    image = Image.open(io.BytesIO(qr_png(parse_epc_payload(codes[0]), scale=4)))
+    assert [d.decode() for d in zbar_decode_raw(image)] == [codes[0]]
 
 
 def test_a_promise_plan_and_dispute_show_in_the_case_state(api: Api, engine: Engine) -> None:

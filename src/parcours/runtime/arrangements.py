@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, Engine
 
+from parcours.channels.content import CreditorProfile
 from parcours.domain.arrangements import (
     ArrangementRules,
     Instalment,
@@ -28,6 +29,8 @@ from parcours.domain.arrangements import (
     validate_promise,
 )
 from parcours.domain.errors import DomainError
+from parcours.domain.structured_communication import StructuredCommunication
+from parcours.payments.epc import EpcPayment, belgian_transfer
 from parcours.runtime.payments import PaymentBooker
 from parcours.store.bulk import Key
 from parcours.store.payments import PaymentStore
@@ -66,6 +69,23 @@ class PlanMade:
     total_minor: int
     currency: str
     instalments: list[Instalment]
+    communication: str | None  # the structured communication that pays every instalment
+
+    def transfers(self, profile: CreditorProfile) -> list[EpcPayment]:
+        """One transfer per instalment, for its EPC QR code (the creditor's account, the
+        instalment's amount, the case's structured communication where banking apps read
+        it); none without a communication."""
+        if self.communication is None:
+            return []
+        ogm = StructuredCommunication.parse(self.communication)
+        return [
+            belgian_transfer(
+                name=profile.name, iban=profile.iban, bic=profile.bic,
+                amount_minor=i.amount_minor, communication=ogm,
+                information=f"{i.number}/{len(self.instalments)}",
+            )
+            for i in self.instalments
+        ]  # fmt: skip
 
 
 def _case(store: PaymentStore, case_ref: str) -> tuple[Key, Key, int, str]:
@@ -133,10 +153,12 @@ def create_plan(
             raise CaseError(str(exc)) from exc
         store.cancel_pending_promises(case, now)
         plan = store.add_plan(case, balance, currency, schedule, source, now)
+        # The case's own communication when it has several invoices (given now if new).
+        communication = store.message_facts([case])[case].paying_communication
         payload = {"plan": store.text(plan), "total_minor": balance, "instalments": count}
         store.add_events([(case, debtor, "plan.created", now, payload | {"source": source})])
         store.audit(actor, "plan.created", case_ref, payload, now)
-        return PlanMade(store.text(plan), balance, currency, schedule)
+        return PlanMade(store.text(plan), balance, currency, schedule, communication)
 
 
 def open_dispute(

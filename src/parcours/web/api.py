@@ -41,6 +41,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from parcours.channels.content import CreditorProfile
 from parcours.domain.arrangements import ArrangementError, ArrangementRules
 from parcours.ingest.api_rows import (
     RowRejected,
@@ -313,6 +314,18 @@ class ApiContext:
     rules: Callable[[str], ArrangementRules] = field(default=lambda _name: DEFAULT_RULES)
 
 
+def _profile(settings: Settings, creditor_name: str) -> CreditorProfile | None:
+    """The creditor's letterhead and account from the channels file, if it has one."""
+    from parcours.channels.config import ChannelsError, load_channels
+
+    try:
+        config = load_channels(settings.channels_file)
+    except ChannelsError:
+        return None
+    setup = config.creditors.get(creditor_name, config.default)
+    return None if setup is None else setup.profile.profile()
+
+
 def _creditor_rules(settings: Settings) -> Callable[[str], ArrangementRules]:
     def rules(creditor_name: str) -> ArrangementRules:
         from parcours.channels.config import ChannelsError, load_channels
@@ -572,6 +585,12 @@ class InstalmentOut(BaseModel):
     number: int
     due_on: dt.date
     amount: str
+    epc_qr: str | None = Field(
+        default=None,
+        description="The EPC069-12 payload of the instalment's QR code (Belgian banking apps "
+        "scan it): the creditor's account, the amount and the structured communication. "
+        "None when the creditor has no profile in the channels file.",
+    )
 
 
 class PlanOut(BaseModel):
@@ -1125,6 +1144,9 @@ def post_plan(
             )  # fmt: skip
         except CaseError as error:
             raise _case_problem(error) from None
+        profile = _profile(context.settings, principal.creditor_name)
+        transfers = made.transfers(profile) if profile else []
+        qr: list[str | None] = [t.payload() for t in transfers] or [None] * len(made.instalments)
         return 201, PlanOut(
             id=made.plan_id,
             case_ref=case_ref,
@@ -1133,11 +1155,12 @@ def post_plan(
             every=body.every,
             instalments=[
                 InstalmentOut(
-                    number=i.number, due_on=i.due_on, amount=format_minor(i.amount_minor, currency)
+                    number=i.number, due_on=i.due_on, amount=format_minor(i.amount_minor, currency),
+                    epc_qr=code,
                 )
-                for i in made.instalments
+                for i, code in zip(made.instalments, qr, strict=True)
             ],
-        )
+        )  # fmt: skip
 
     label = f"POST {request.url.path}"
     return _idempotent(context, principal, idempotency_key, label, body, run)
