@@ -269,6 +269,7 @@ PAYMENT_REJECTIONS = [
     ("P9,F1,-5,2026-11-05,", "amount", "is not a number like 1234.50"),
     ("P9,F1,10.00,,", "paid_at", "is required but empty"),
     ("P9,F1,10.00,yesterday,", "paid_at", "not an ISO date or date-time"),
+    ("P9,F1,10.00,0001-01-01T00:00:00+05:00,", "paid_at", "out of the range of dates"),
     ("P9,F1,10.00,2027-01-01,", "paid_at", "is in the future"),
     ("P9,F1,10.00,2026-11-05,GBP", "currency", "differs from the invoice's currency EUR"),
     ("P9,F1,10.00,2026-11-05,ZZZ", "currency", "not an ISO 4217 currency"),

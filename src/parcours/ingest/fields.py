@@ -139,7 +139,10 @@ def parse_timestamp(value: str, default_zone: zoneinfo.ZoneInfo) -> dt.datetime:
         raise FieldError(f"{value!r} is not an ISO date or date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=default_zone)
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 falls before year 1 in UTC
+        raise FieldError(f"{value!r} is out of the range of dates") from None
 
 
 def parse_currency(value: str) -> str:
