@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parcours.domain import StructuredCommunication
+from parcours.domain.names import name_key, normalise_name
 from parcours.domain.structured_communication import structured_communication_digits
 from parcours.payments.reconcile import (
     ACCEPT,
@@ -22,8 +23,6 @@ from parcours.payments.reconcile import (
     choose,
     classify_line,
     line_ogms,
-    name_key,
-    normalise_name,
     ogms_in_text,
     refs_in_text,
     score,

@@ -15,7 +15,6 @@ from sqlalchemy import Connection, and_, select
 
 from parcours.domain.structured_communication import structured_communication_digits
 from parcours.ingest.rows import OPTIONAL, REQUIRED, ImportKind, ImportOptions, ParsedRow, RowParser
-from parcours.payments.reconcile import name_key
 from parcours.store.bulk import DEBTOR_FIELDS, INVOICE_FIELDS, PortfolioWriter
 from parcours.store.schema import DebtorRow
 
@@ -77,7 +76,7 @@ def store_debtor(connection: Connection, row: ParsedRow, options: ImportOptions)
             ("id", "creditor_id", "ref", *DEBTOR_FIELDS, "name_key", "source_digest",
              "created_at", "updated_at"),
             [(writer.new_id(), writer.creditor_key, row.ref, *row.values,
-              name_key(row.values[0]), row.digest, now, now)],
+              row.extra[0], row.digest, now, now)],
         )  # fmt: skip
         return "created"
     key, digest, erased = found
@@ -86,9 +85,7 @@ def store_debtor(connection: Connection, row: ParsedRow, options: ImportOptions)
     if digest == row.digest:
         return "unchanged"
     columns = (*DEBTOR_FIELDS, "name_key", "source_digest", "updated_at")
-    writer.update(
-        "debtors", columns, [(*row.values, name_key(row.values[0]), row.digest, now, key)]
-    )
+    writer.update("debtors", columns, [(*row.values, row.extra[0], row.digest, now, key)])
     return "updated"
 
 

@@ -28,7 +28,6 @@ from parcours.ingest.rows import (
     RowParser,
     digest,
 )
-from parcours.payments.reconcile import name_key
 from parcours.store.bulk import (
     DEBTOR_FIELDS,
     INVOICE_FIELDS,
@@ -189,7 +188,7 @@ class _Store:
             found = existing.get(p.ref)
             if found is None:
                 inserts.append(
-                    (self.writer.new_id(), creditor, p.ref, *p.values, name_key(p.values[0]),
+                    (self.writer.new_id(), creditor, p.ref, *p.values, p.extra[0],
                      p.digest, now, now)
                 )  # fmt: skip
             elif found[2]:
@@ -201,7 +200,7 @@ class _Store:
             elif found[1] == p.digest:
                 report.unchanged += 1
             else:
-                updates.append((*p.values, name_key(p.values[0]), p.digest, now, found[0]))
+                updates.append((*p.values, p.extra[0], p.digest, now, found[0]))
         self.writer.insert(
             "debtors",
             (

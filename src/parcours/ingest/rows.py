@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from parcours.domain.names import name_key
 from parcours.ingest.fields import (
     FieldError,
     parse_birth_year,
@@ -210,7 +211,9 @@ class RowParser:
             phone or None,
             *address,
         )
-        return ParsedRow(line, ref, values, digest(*values))
+        # The name as reconciliation looks payers up (computed here, in the parse
+        # workers): not a field of its own, so not in the digest.
+        return ParsedRow(line, ref, values, digest(*values), (name_key(name),))
 
     def _invoice(self, line: int, c: list[str], errors: list[RowError]) -> ParsedRow | None:
         ref, debtor_ref, amount, currency, issue, due, description = c

@@ -18,13 +18,12 @@ from typing import Any, Final, cast
 from rapidfuzz import fuzz
 from sqlalchemy import Connection, Engine
 
+from parcours.domain.names import name_key, normalise_name
 from parcours.payments.reconcile import (
     Candidate,
     allocate,
     choose,
     classify_line,
-    name_key,
-    normalise_name,
     ogms_in_text,
     refs_in_text,
 )

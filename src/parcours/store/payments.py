@@ -177,30 +177,35 @@ class PaymentStore(MessageStore):
 
     def amount_cases(self, amounts: Iterable[int]) -> dict[int, list[tuple[Key, str]]]:
         """Amount → (open case, debtor's name) of the open invoices issued for exactly that
-        amount; amounts of more than AMOUNT_HITS invoices are left out (counted on the
-        index first, so a common amount costs no more than a count)."""
+        amount; amounts of more than AMOUNT_HITS open invoices are left out.
+
+        Two scans of the open invoices, once per import whatever its size: the first
+        counts, the second reads the rare amounts only. (An index on the amount would
+        make every invoice import of a million invoices seconds slower.)"""
         if not self._staged("pay_amounts", "BIGINT", amounts):
             return {}
-        via = self._via("ix_invoices_amount")
+        scan = (
+            "FROM invoices i WHERE i.creditor_id = ? AND i.paid_minor < i.amount_minor "
+            "AND i.amount_minor IN (SELECT v FROM pay_amounts)"
+        )
         rare = [
             int(v)
             for (v,) in self._rows(
-                f"SELECT a.v FROM pay_amounts a{self._x}invoices i{via} "
-                "WHERE i.creditor_id = ? AND i.amount_minor = a.v "
-                f"GROUP BY a.v HAVING COUNT(*) <= {int(AMOUNT_HITS)}"
+                f"SELECT i.amount_minor {scan} GROUP BY i.amount_minor "
+                f"HAVING COUNT(*) <= {int(AMOUNT_HITS)}"
             )
         ]
         if not self._staged("pay_amounts", "BIGINT", rare):
             return {}
         found: dict[int, dict[Key, str]] = {}
-        for amount, case, name in self._rows(
-            f"SELECT a.v, {self._id('c.id')}, d.name "
-            f"FROM pay_amounts a{self._x}invoices i{via}{self._x}cases c{self._x}debtors d "
-            "WHERE i.creditor_id = ? AND i.amount_minor = a.v AND i.paid_minor < i.amount_minor "
-            "AND c.id = i.case_id AND c.creditor_id = i.creditor_id "
-            "AND d.id = c.debtor_id AND d.creditor_id = c.creditor_id"
-        ):
-            found.setdefault(int(amount), {})[self._key(case)] = name
+        hits = [
+            (int(a), self._key(c))
+            for a, c in self._rows(f"SELECT i.amount_minor, {self._id('i.case_id')} {scan}")
+        ]
+        names = self.case_names(c for _, c in hits)
+        for amount, case in hits:
+            if case in names:
+                found.setdefault(amount, {})[case] = names[case]
         return {amount: sorted(cases.items()) for amount, cases in found.items()}
 
     def _among_cases(self, keys: Iterable[Key]) -> tuple[str, list[Key]] | None:
@@ -221,15 +226,30 @@ class PaymentStore(MessageStore):
             return {}
         found: dict[str, dict[Key, str]] = {}
         for key, case, name in self._rows(
-            f"SELECT d.name_key, {self._id('c.id')}, d.name FROM pay_names n"
-            f"{self._x}debtors d{self._via('ix_debtors_name_key')}"
-            f"{self._x}cases c{self._via('ix_cases_creditor_id_debtor_id')} "
-            "WHERE d.creditor_id = ? AND d.name_key = n.v AND c.creditor_id = d.creditor_id "
-            "AND c.debtor_id = d.id AND c.status = 'open'"
+            f"SELECT d.name_key, {self._id('c.id')}, d.name "
+            f"FROM debtors d{self._x}cases c{self._via('ix_cases_creditor_id_debtor_id')} "
+            "WHERE d.creditor_id = ? AND d.name_key IN (SELECT v FROM pay_names) "
+            "AND c.creditor_id = d.creditor_id AND c.debtor_id = d.id AND c.status = 'open'"
         ):
             found.setdefault(key, {})[self._key(case)] = name
         return {
             key: sorted(cases.items()) for key, cases in found.items() if len(cases) <= NAME_HITS
+        }
+
+    def case_names(self, keys: Iterable[Key]) -> dict[Key, str]:
+        """The debtor's name of each of these cases."""
+        among = self._among_cases(keys)
+        if among is None:
+            return {}
+        clause, params = among
+        return {
+            self._key(case): name
+            for case, name in self._rows(
+                f"SELECT {self._id('c.id')}, d.name FROM cases c JOIN debtors d "
+                "ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
+                f"WHERE c.creditor_id = ? AND c.id {clause}",
+                params,
+            )
         }
 
     def cases(self, keys: Iterable[Key]) -> dict[Key, CaseInfo]:

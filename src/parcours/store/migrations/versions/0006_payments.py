@@ -41,7 +41,7 @@ def _creditor_key(table: str) -> sa.ForeignKeyConstraint:
 
 
 def _fill_name_keys() -> None:
-    from parcours.payments.reconcile import name_key
+    from parcours.domain.names import name_key
 
     connection = op.get_bind()
     debtors = sa.table(
@@ -87,12 +87,9 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_payments_case_id", ["case_id"])
     # Reconciliation looks for the debtor a payer's name is (computed here for the
-    # debtors already stored; the import keeps it from now on) ...
+    # debtors already stored; the import keeps it from now on).
     op.add_column("debtors", sa.Column("name_key", sa.String(200), nullable=True))
     _fill_name_keys()
-    op.create_index("ix_debtors_name_key", "debtors", ["creditor_id", "name_key"])
-    # ... and for open invoices of the amount a payer sent.
-    op.create_index("ix_invoices_amount", "invoices", ["creditor_id", "amount_minor"])
 
     op.add_column(
         "promises", sa.Column("source", sa.String(16), server_default="agent", nullable=False)
@@ -260,8 +257,6 @@ def downgrade() -> None:
     with op.batch_alter_table("promises") as batch_op:
         batch_op.drop_column("settled_at")
         batch_op.drop_column("source")
-    op.drop_index("ix_invoices_amount", "invoices")
-    op.drop_index("ix_debtors_name_key", "debtors")
     with op.batch_alter_table("debtors") as batch_op:
         batch_op.drop_column("name_key")
     op.execute("DELETE FROM payments WHERE invoice_id IS NULL")
