@@ -488,7 +488,7 @@ def _reverse(
     original, case = found
     invoices = store.reverse_payments(case, original, now)
     store.writer.refresh_paid(invoices)
-    store.reopen(case, now)
+    store.reopen(case)
     infos = store.cases([case])
     debtor = infos[case].debtor
     store.add_events(

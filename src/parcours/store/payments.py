@@ -348,7 +348,7 @@ class PaymentStore(MessageStore):
         )
         return invoices
 
-    def reopen(self, case: Key, at: dt.datetime) -> None:
+    def reopen(self, case: Key) -> None:
         """A case whose payment was reversed owes again: its finished journey starts over
         (the law's facts — reminders, fees — come from what was sent, so nothing resets)."""
         m = self.mark
@@ -362,7 +362,6 @@ class PaymentStore(MessageStore):
             f"AND id = {m}",
             (self.writer.creditor_key, case),
         )
-        del at
 
     # -- writes ---------------------------------------------------------------------------
 
