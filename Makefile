@@ -13,8 +13,9 @@ DEMO_DEBTORS ?= 10000
 unexport PYTHONDONTWRITEBYTECODE
 
 # Debian packages the project needs: zbar decodes the EPC QR codes in the letter tests,
-# poppler's pdftoppm rasterises letters for it, DejaVu is the letters' font.
-SYSTEM_PACKAGES := libzbar0 poppler-utils fonts-dejavu-core
+# poppler's pdftoppm rasterises letters for it, DejaVu is the letters' font, Chromium runs
+# the browser tests (Playwright drives /usr/bin/chromium; its own download is not used).
+SYSTEM_PACKAGES := libzbar0 poppler-utils fonts-dejavu-core chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install system demo test lint format bench clean lock

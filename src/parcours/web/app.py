@@ -64,6 +64,7 @@ _WORDS = {
            "Your personal page is coming soon. You can already pay by bank transfer.",
            "No more messages by", "Confirm", "Done: no more messages by"),
 }  # fmt: skip
+_PAY_ONLINE = {"fr": "Payer en ligne", "nl": "Online betalen", "en": "Pay online"}
 # After the checkout: (received, still being confirmed by the PSP).
 _PAID = {
     "fr": ("Merci, votre paiement est bien reçu.",
@@ -181,12 +182,31 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         currency = facts.invoices[0].currency if facts.invoices else "EUR"
         digits = facts.paying_communication or ""
         communication = f"+++{digits[:3]}/{digits[3:7]}/{digits[7:]}+++" if digits else "-"
+        pay_online = ""
+        if owed > 0 and has_psp(creditor):
+            pay_online = (
+                f'<form method="post" action="/p/{html.escape(token)}/pay">'
+                f"<button>{_PAY_ONLINE[lang]}</button></form>"
+            )
         return _html(
             lang,
-            f"<h1>{words[0]} {html.escape(facts.case_ref)}</h1><p>{words[4]}</p><dl>"
+            f"<main><h1>{words[0]} {html.escape(facts.case_ref)}</h1><p>{words[4]}</p><dl>"
             f"<dt>{words[1]}</dt><dd>{owed / 100:,.2f} {currency}</dd>"
-            f"<dt>{words[2]}</dt><dd>{communication}</dd></dl>",
+            f"<dt>{words[2]}</dt><dd>{communication}</dd></dl>{pay_online}</main>",
         )
+
+    def creditor_name(creditor: Any) -> str:
+        with UnitOfWork(engine) as uow:
+            return next(c.name for c in uow.creditors.all() if c.id == creditor)
+
+    def has_psp(creditor: Any) -> bool:
+        from parcours.channels.config import ChannelsError, load_channels
+
+        try:
+            setup = load_channels(settings.channels_file).for_creditor(creditor_name(creditor))
+        except ChannelsError:
+            return False
+        return setup.psp is not None
 
     @app.get("/p/{token}", response_class=HTMLResponse)
     def debtor_link(token: str) -> str:
@@ -210,8 +230,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     def checkout(token: str) -> str:
         creditor, case, _ = case_of(token, "page")
-        with UnitOfWork(engine) as uow:
-            name = next(c.name for c in uow.creditors.all() if c.id == creditor)
+        name = creditor_name(creditor)
         with engine.connect() as connection:
             facts = MessageStore(connection, creditor).message_facts([case])[case]
         owed = sum(i.open_minor for i in facts.invoices) + sum(facts.fees.values())
