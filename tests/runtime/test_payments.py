@@ -247,3 +247,10 @@ def test_erasing_a_debtor_clears_what_their_bank_said_of_them(loaded: Engine) ->
         BankTransactionRow.amount_minor,
     )
     assert (name, text, amount) == (None, None, 12_000)
+
+
+def test_a_psp_payout_is_not_booked_again(loaded: Engine) -> None:
+    report = book(loaded, line("M1", 20_000, text="Settlement", counterparty_name="Mollie B.V."))
+    assert report.ignored == {"psp payout": 1} and not report.booked and not report.unmatched
+    [(status, reason)] = rows(loaded, BankTransactionRow.status, BankTransactionRow.reason)
+    assert status == "ignored" and "webhooks" in reason

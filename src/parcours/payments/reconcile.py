@@ -357,9 +357,15 @@ def choose(line: StatementLine, candidates: Iterable[Candidate]) -> Match | None
 # ---------------------------------------------------------------------------------------
 
 
+# Payment service providers whose payouts reach the creditor's account: the payments in
+# a payout were booked one by one from the PSP's webhooks, so the payout itself is not.
+PSP_PAYERS: Final = frozenset({"mollie", "stripe", "adyen", "buckaroo", "multisafepay"})
+
+
 def classify_line(line: StatementLine, expected_currency: str = "EUR") -> str | None:
-    """Why a line is never matched — "reversal", "zero amount", "debit" or "foreign
-    currency" (not `expected_currency`) — or None when it is a credit to reconcile."""
+    """Why a line is never matched — "reversal", "zero amount", "debit", "foreign
+    currency" (not `expected_currency`) or "psp payout" — or None when it is a credit to
+    reconcile."""
     if line.reversal:
         return "reversal"
     if line.amount_minor == 0:
@@ -368,6 +374,8 @@ def classify_line(line: StatementLine, expected_currency: str = "EUR") -> str | 
         return "debit"
     if line.currency != expected_currency:
         return "foreign currency"
+    if line.counterparty_name and PSP_PAYERS & set(normalise_name(line.counterparty_name).split()):
+        return "psp payout"
     return None
 
 

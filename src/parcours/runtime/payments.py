@@ -341,6 +341,7 @@ _IGNORED: Final = {
     "debit": "a debit: money going out is not a payment to collect",
     "foreign currency": "foreign currency {currency}: refused, the creditor collects in {ours}",
     "zero amount": "a zero amount",
+    "psp payout": "a payout of the payment service: its payments were booked from its webhooks",
 }
 
 
