@@ -374,7 +374,9 @@ def classify_line(line: StatementLine, expected_currency: str = "EUR") -> str | 
         return "debit"
     if line.currency != expected_currency:
         return "foreign currency"
-    if line.counterparty_name and PSP_PAYERS & set(normalise_name(line.counterparty_name).split()):
+    name = (line.counterparty_name or "").casefold()
+    # A substring test first: this runs for every line of a statement.
+    if any(p in name for p in PSP_PAYERS) and PSP_PAYERS & set(normalise_name(name).split()):
         return "psp payout"
     return None
 
