@@ -878,17 +878,22 @@ def _replay(stored: StoredResponse, label: str, fingerprint: str) -> Response:
     )
 
 
+def _label(request: Request) -> str:
+    """What an idempotency key is bound to besides the body: the method and path."""
+    return f"{request.method} {request.url.path}"
+
+
 def _idempotent(
-    context: ApiContext,
+    request: Request,
     principal: Principal,
     key: str | None,
-    label: str,
     body: BaseModel,
     run: Callable[[], tuple[int, BaseModel]],
 ) -> Response:
     """Run a request once per Idempotency-Key: the key is reserved (committed) before the
     request runs and its answer stored after; an answer that is a problem is not kept, so
     a retry runs again."""
+    context, label = _context(request), _label(request)
     if key is None:
         return _json(*run())
     fingerprint = _fingerprint(label, body)
@@ -1053,7 +1058,7 @@ async def post_payment(
     except ValueError as error:
         raise ApiProblem.invalid(("paid_at", str(error))) from None
     _not_future(paid_at, context.clock(), "paid_at")
-    label = f"POST {request.url.path}"
+    label = _label(request)
     fingerprint = _fingerprint(label, body) if idempotency_key is not None else ""
     outcome = await context.payments.book(
         PaymentRequest(principal, body, currency, paid_at, idempotency_key, label, fingerprint)
@@ -1110,8 +1115,7 @@ def post_promise(
             state="pending",
         )  # fmt: skip
 
-    label = f"POST {request.url.path}"
-    return _idempotent(context, principal, idempotency_key, label, body, run)
+    return _idempotent(request, principal, idempotency_key, body, run)
 
 
 @api_router.post(
@@ -1162,8 +1166,7 @@ def post_plan(
             ],
         )  # fmt: skip
 
-    label = f"POST {request.url.path}"
-    return _idempotent(context, principal, idempotency_key, label, body, run)
+    return _idempotent(request, principal, idempotency_key, body, run)
 
 
 @api_router.post(
@@ -1194,8 +1197,7 @@ def post_dispute(
             raise _case_problem(error) from None
         return 201, DisputeOut(id=dispute, case_ref=case_ref, reason=body.reason, state="open")
 
-    label = f"POST {request.url.path}"
-    return _idempotent(context, principal, idempotency_key, label, body, run)
+    return _idempotent(request, principal, idempotency_key, body, run)
 
 
 @api_router.post(
@@ -1231,8 +1233,7 @@ def post_resolve(
             raise _case_problem(error) from None
         return 200, ResolveOut(case_ref=case_ref, outcome=body.outcome, adjustment=body.adjustment)
 
-    label = f"POST {request.url.path}"
-    return _idempotent(context, principal, idempotency_key, label, body, run)
+    return _idempotent(request, principal, idempotency_key, body, run)
 
 
 @api_router.post(
@@ -1271,8 +1272,7 @@ def post_case_event(
             id=str(event), case_ref=case_ref, type=body.type, occurred_at=occurred
         )
 
-    label = f"POST {request.url.path}"
-    return _idempotent(context, principal, idempotency_key, label, body, run)
+    return _idempotent(request, principal, idempotency_key, body, run)
 
 
 @api_router.get(
