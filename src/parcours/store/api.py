@@ -51,7 +51,6 @@ from parcours.store.bulk import Key, PortfolioWriter
 from parcours.store.repositories import new_id
 from parcours.store.schema import (
     ApiKeyRow,
-    AuditRow,
     BankTransactionRow,
     CaseRow,
     CreditorRow,
@@ -904,27 +903,7 @@ class IntegratorStore:
         self, actor: str, action: str, subject: str, details: dict[str, Any], at: dt.datetime
     ) -> None:
         """Evidence of what a key did (refs and amounts only, no personal data)."""
-        self.connection.execute(
-            insert(AuditRow).values(
-                id=new_id(), at=at, actor=actor, action=action, creditor_id=self.creditor_id,
-                subject=subject, details=details,
-            )
-        )  # fmt: skip
-
-    def audit_many(
-        self, entries: Sequence[tuple[str, str, str, dict[str, Any]]], at: dt.datetime
-    ) -> None:
-        """(actor, action, subject, details) entries, all at `at`, written in bulk."""
-        w = self.writer
-        stamp = w.timestamp(at)
-        w.insert(
-            "audit_log",
-            ("id", "at", "actor", "action", "creditor_id", "subject", "details"),
-            [
-                (w.new_id(), stamp, actor, action, w.creditor_key, subject, json.dumps(details))
-                for actor, action, subject, details in entries
-            ],
-        )
+        self.writer.audit([(actor, action, subject, details)], at)
 
     def invoice(self, ref: str) -> dict[str, Any] | None:
         i, c, d = InvoiceRow, CaseRow, DebtorRow

@@ -217,6 +217,22 @@ class PortfolioWriter:
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({markers})", list(rows)
         )
 
+    def audit(
+        self, entries: Sequence[tuple[str, str, str, dict[str, Any]]], at: dt.datetime
+    ) -> None:
+        """Audit entries (actor, action, subject, details) of this creditor, all at `at`;
+        `details` never holds personal data."""
+        stamp = self.timestamp(at)
+        self.insert(
+            "audit_log",
+            ("id", "at", "actor", "action", "creditor_id", "subject", "details"),
+            [
+                (self.new_id(), stamp, actor, action, self.creditor_key, subject,
+                 json.dumps(details))
+                for actor, action, subject, details in entries
+            ],
+        )  # fmt: skip
+
     def update(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
         """UPDATE by id; each row is the new values of `columns` followed by the id."""
         if not rows:

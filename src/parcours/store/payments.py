@@ -448,22 +448,7 @@ class PaymentStore(MessageStore):
         self, actor: str, action: str, subject: str, details: dict[str, Any], at: dt.datetime
     ) -> None:
         """Evidence of who did what (no personal data in `details`)."""
-        w = self.writer
-        w.insert(
-            "audit_log",
-            ("id", "at", "actor", "action", "creditor_id", "subject", "details"),
-            [
-                (
-                    w.new_id(),
-                    w.timestamp(at),
-                    actor,
-                    action,
-                    w.creditor_key,
-                    subject,
-                    json.dumps(details),
-                )
-            ],
-        )
+        self.writer.audit([(actor, action, subject, details)], at)
 
     def payment_exists(self, ref: str) -> bool:
         return bool(self._rows("SELECT 1 FROM payments WHERE creditor_id = ? AND ref = ?", [ref]))

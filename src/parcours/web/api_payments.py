@@ -351,7 +351,7 @@ def _write(
         outcomes[n] = Outcome(201, _payment_out(parts, request.body.ref).model_dump_json())
         details = {"ref": request.body.ref, "amount_minor": minor, "currency": request.currency}
         audit.append((request.principal.actor, "api.payment.booked", target.case_ref, details))
-    store.audit_many(audit, now)
+    store.writer.audit(audit, now)
 
 
 def book_batch(
