@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from parcours.channels.content import (
     Address,
@@ -66,3 +68,15 @@ def make_content(**changes: Any) -> MessageContent:
 @pytest.fixture
 def content() -> MessageContent:
     return make_content()
+
+
+def write_channels(path: Path, **setup: Any) -> Path:
+    """A channels file whose `default` set-up is the test creditor "Acme" plus `setup`
+    (providers, psp, limits...)."""
+    profile = {
+        "name": "Acme", "iban": "BE71096123456769", "street": "Rue 1", "postcode": "1000",
+        "city": "Bruxelles", "help_email": "a@acme.be", "help_phone": "+3225550100",
+        "email_from": "f@acme.be",
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump({"default": {"profile": profile, **setup}}), encoding="utf-8")
+    return path

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,6 +52,7 @@ from parcours.store.schema import (
 )
 from parcours.store.uow import UnitOfWork
 from parcours.web.api import build_api_app
+from tests.channels.conftest import write_channels
 from tests.channels.test_epc import zbar_decode_raw
 from tests.ingest.test_import import run_import, write_csv
 from tests.runtime.test_payments import line, statement
@@ -135,23 +135,7 @@ def api(engine: Engine, db_url: str, tmp_path: Path) -> Iterator[Api]:
     load(engine, tmp_path)  # acme: D1..D3 owing F1 120.00, F2 80.00, F3 300.00 (C-D1..C-D3)
     acme = creditor_id(engine, "acme")
     other = load_other(engine, tmp_path)
-    channels = tmp_path / "channels.yaml"
-    channels.write_text(
-        yaml.safe_dump(
-            {
-                "creditors": {
-                    "acme": {
-                        "profile": {
-                            "name": "Acme", "iban": "BE71096123456769", "street": "Rue 1",
-                            "postcode": "1000", "city": "Bruxelles", "help_email": "a@acme.be",
-                            "help_phone": "+3225550100", "email_from": "f@acme.be",
-                        }
-                    }
-                }
-            }
-        ),
-        encoding="utf-8",
-    )  # fmt: skip
+    channels = write_channels(tmp_path / "channels.yaml")
     settings = Settings(
         database_url=db_url, secret_key=SecretStr("test-secret"), channels_file=channels
     )

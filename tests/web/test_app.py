@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine
@@ -20,6 +19,7 @@ from parcours.runtime.dispatch import dispatch
 from parcours.settings import Settings
 from parcours.store.schema import DebtorRow, EventRow, OutboxRow
 from parcours.web.app import create_app
+from tests.channels.conftest import write_channels
 from tests.channels.fake_sms_gateway import ACCOUNT_SID, AUTH_TOKEN, FakeSmsGateway
 from tests.runtime.test_dispatch import DAY_TWO, channel_set, journeys, plan, sms_provider
 from tests.runtime.test_tick import rows
@@ -31,29 +31,14 @@ SECRET = "test-secret"
 @pytest.fixture
 def app(engine: Engine, db_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
     creditor = plan(engine, tmp_path, journeys())
-    channels = tmp_path / "channels.yaml"
-    channels.write_text(
-        yaml.safe_dump(
-            {
-                "creditors": {
-                    "acme": {
-                        "profile": {
-                            "name": "Acme", "iban": "BE71096123456769", "street": "Rue 1",
-                            "postcode": "1000", "city": "Bruxelles", "help_email": "a@acme.be",
-                            "help_phone": "+3225550100", "email_from": "f@acme.be",
-                        },
-                        "providers": {
-                            "sms": {
-                                "provider": "sms-http", "preset": "twilio",
-                                "base_url": "http://127.0.0.1:9", "account_sid": ACCOUNT_SID,
-                                "token": AUTH_TOKEN,
-                            }
-                        },
-                    }
-                }
+    channels = write_channels(
+        tmp_path / "channels.yaml",
+        providers={
+            "sms": {
+                "provider": "sms-http", "preset": "twilio", "base_url": "http://127.0.0.1:9",
+                "account_sid": ACCOUNT_SID, "token": AUTH_TOKEN,
             }
-        ),
-        encoding="utf-8",
+        },
     )  # fmt: skip
     settings = Settings(
         database_url=db_url,

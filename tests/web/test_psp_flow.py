@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-import yaml
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
@@ -23,6 +22,7 @@ from parcours.channels.links import Links
 from parcours.settings import Settings
 from parcours.store.schema import CaseRow, EnrolmentRow, OutboxRow, PaymentRow
 from parcours.web.app import create_app
+from tests.channels.conftest import write_channels
 from tests.payments.fake_psp import MOLLIE_KEY, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, FakePsp
 from tests.runtime.test_tick import START, library, load, rows, tick
 
@@ -73,22 +73,7 @@ def world(
             setting["api_key"] = MOLLIE_KEY
         else:
             setting |= {"api_key": STRIPE_KEY, "webhook_secret": STRIPE_WEBHOOK_SECRET}
-        channels = tmp_path / "channels.yaml"
-        channels.write_text(
-            yaml.safe_dump(
-                {
-                    "default": {
-                        "profile": {
-                            "name": "Acme", "iban": "BE71096123456769", "street": "Rue 1",
-                            "postcode": "1000", "city": "Bruxelles", "help_email": "a@acme.be",
-                            "help_phone": "+3225550100", "email_from": "f@acme.be",
-                        },
-                        "psp": setting,
-                    }
-                }
-            ),
-            encoding="utf-8",
-        )  # fmt: skip
+        channels = write_channels(tmp_path / "channels.yaml", psp=setting)
         settings = Settings(
             database_url=db_url,
             secret_key=SecretStr(SECRET),
