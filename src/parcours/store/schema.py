@@ -199,6 +199,10 @@ class DebtorRow(Base):
     postal_consent: Mapped[str] = mapped_column(String(16), server_default="unknown")
     vulnerable: Mapped[bool] = mapped_column(Boolean(), server_default=false())
     profiling_objection: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    # Set by the debtor on their page: the channel to try first, and whether they want a
+    # reminder before each due date (None: as their journey says).
+    preferred_channel: Mapped[str | None] = mapped_column(String(16))
+    remind_before_due: Mapped[bool | None] = mapped_column(Boolean())
     # When the debtor objected to profiling (GDPR art. 21); None when not objecting.
     profiling_objection_at: Mapped[dt.datetime | None]
     erased_at: Mapped[dt.datetime | None]
@@ -770,3 +774,129 @@ class WebhookDeliveryRow(Base):
     last_error: Mapped[str | None]
     created_at: Mapped[dt.datetime]
     delivered_at: Mapped[dt.datetime | None]
+
+
+class UserRow(Base):
+    """A person of the back office (agent, strategist, admin, viewer) of one creditor.
+
+    Only the argon2 hash of the password is kept. Repeated failed logins lock the account
+    for a while (`locked_until`)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("email"),
+        Index("ix_users_creditor_id", "creditor_id"),
+        CheckConstraint("role IN ('admin','strategist','agent','viewer')", name="role"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    email: Mapped[str] = mapped_column(String(254))  # lower-cased
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    disabled_at: Mapped[dt.datetime | None]
+    last_login_at: Mapped[dt.datetime | None]
+    failed_logins: Mapped[int] = mapped_column(Integer(), server_default="0")
+    locked_until: Mapped[dt.datetime | None]
+
+
+class UserSessionRow(Base):
+    """A signed-in browser: only the SHA-256 of the session cookie's value is kept."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user_id", "user_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+
+class ConversationRow(Base):
+    """The chat of one case: one conversation per case, open for its whole life.
+
+    `due_at` is the answer deadline (the persona's answer time after the oldest debtor
+    message not answered yet); None when nothing waits for an agent."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        UniqueConstraint("creditor_id", "case_id"),
+        _same_tenant("case_id", "cases"),
+        _same_tenant("debtor_id", "debtors"),
+        Index("ix_conversations_due", "creditor_id", "due_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID]
+    case_id: Mapped[uuid.UUID]
+    debtor_id: Mapped[uuid.UUID]
+    sla_hours: Mapped[int] = mapped_column(Integer())
+    opened_at: Mapped[dt.datetime]
+    last_message_at: Mapped[dt.datetime]
+    waiting_since: Mapped[dt.datetime | None]
+    due_at: Mapped[dt.datetime | None]
+
+
+class ChatMessageRow(Base):
+    """One message of a conversation; an agent's answer after the deadline is `late`."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        Index("ix_chat_messages_conversation", "conversation_id", "at"),
+        Index("ix_chat_messages_creditor_late", "creditor_id", "late", "at"),
+        CheckConstraint("author IN ('debtor','agent','system')", name="author"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    author: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str]
+    at: Mapped[dt.datetime]
+    late: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    # How the debtor was told of an agent's answer when not on the page (email or sms).
+    notified_by: Mapped[str | None] = mapped_column(String(16))
+
+
+class CsatRow(Base):
+    """A satisfaction answer (1-5 and a comment) after a payment, promise, plan or chat,
+    with the persona and journey the case had then (for the analytics)."""
+
+    __tablename__ = "csat_responses"
+    __table_args__ = (
+        _same_tenant("case_id", "cases"),
+        Index("ix_csat_responses_creditor_at", "creditor_id", "at"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="score"),
+        CheckConstraint(
+            "context IN ('payment','promise','plan','dispute','chat','page')", name="context"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID]
+    case_id: Mapped[uuid.UUID]
+    context: Mapped[str] = mapped_column(String(16))
+    score: Mapped[int] = mapped_column(Integer())
+    comment: Mapped[str | None]
+    persona: Mapped[str | None] = mapped_column(String(40))
+    journey: Mapped[str | None] = mapped_column(String(80))
+    at: Mapped[dt.datetime]
+
+
+class PortalCheckRow(Base):
+    """Failed second-factor attempts on a debtor's page: too many lock it for a while."""
+
+    __tablename__ = "portal_checks"
+    __table_args__ = (_same_tenant("case_id", "cases"),)
+
+    case_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer())
+    window_start: Mapped[dt.datetime]
+    locked_until: Mapped[dt.datetime | None]
