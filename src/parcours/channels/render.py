@@ -7,7 +7,10 @@ sets only the words that carry the persona's voice (`subject`, `body`, `sms`, `t
 add the facts every message must carry — amount, pay-by date, structured communication,
 pay link, help, opt-out, the free first reminder, each fee on its own line — so no voice
 can forget them. `templates/parts.j2` holds those shared sentences as plain text, and the
-HTML layout prints only plain strings, so autoescaping covers every value it shows.
+HTML layout prints only plain strings, so autoescaping covers every value it shows. A
+service message — one the debtor asked for, such as the notice of a chat answer — sets
+`service = true` and gets `templates/layouts/service/`: its link, help and opt-out, and
+none of the collection facts.
 
 Catalogs (`locale/<lang>/LC_MESSAGES/messages.po`) are compiled in memory when the
 renderer starts: no build step, no binary in the repository. An operator directory may
@@ -403,13 +406,16 @@ class Renderer:
             "invoice_rows": invoice_rows,
             "fee_rows": fee_rows,
         }
+        # A service message (`{% set service = true %}`: one the debtor asked for, such as
+        # the notice of a chat answer) has its own layouts, without the collection facts.
+        layouts = "layouts/service/" if getattr(voice, "service", False) else "layouts/"
         if channel is Channel.SMS:
             lead = " ".join(str(getattr(voice, "sms", None) or voice.subject).split())
-            body = str(self._module("layouts/sms.j2", {**scope, "lead": lead}))
+            body = str(self._module(f"{layouts}sms.j2", {**scope, "lead": lead}))
             return SmsBody(gsm_friendly("\n".join(_lines(body))))
         if channel is Channel.PHONE:
             lines = _lines(str(voice.lines))
-            body = str(self._module("layouts/phone.j2", {**scope, "lines": lines}))
+            body = str(self._module(f"{layouts}phone.j2", {**scope, "lines": lines}))
             return PhoneScript(title=" ".join(str(voice.title).split()), lines=_lines(body))
         subject = " ".join(str(voice.subject).split())
         paragraphs = _lines(str(voice.body))
@@ -420,7 +426,7 @@ class Renderer:
             "closing": closing or shared["closing"],
         }
         if channel is Channel.LETTER:
-            layout = self._module("layouts/letter.j2", scope)
+            layout = self._module(f"{layouts}letter.j2", scope)
             return LetterBody(
                 subject=subject,
                 salutation=shared["letter_salutation"],
@@ -429,8 +435,8 @@ class Renderer:
             )
         cta = " ".join(str(getattr(voice, "cta", "")).split()) or shared["cta"]
         scope |= {"cta": cta, "cta_link": str(getattr(voice, "cta_link", "")) or content.pay_link}
-        plain = str(self._module("layouts/email.txt.j2", scope))
-        html = self.env.get_template("layouts/email.html.j2").render(scope)
+        plain = str(self._module(f"{layouts}email.txt.j2", scope))
+        html = self.env.get_template(f"{layouts}email.html.j2").render(scope)
         tidy = "\n".join(line.rstrip() for line in plain.split("\n"))
         text = _BLANK_RUNS.sub("\n\n", tidy).strip() + "\n"
         return EmailBody(subject=subject, text=text, html=html.strip() + "\n")

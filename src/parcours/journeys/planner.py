@@ -309,12 +309,14 @@ def plan(
     state = enrolments.copy()
     decisions = Decisions()
     active = ~state.done
-    # A plan running without arrears pauses collection as a dispute or a hold does.
+    # A plan running without arrears, or a question waiting for an agent's answer,
+    # pauses collection as a dispute or a hold does.
     paused = (
         facts.disputed
         | facts.legal_hold
         | facts.contact_objection
         | (facts.plan == PlanState.ACTIVE)
+        | facts.question_open
     )
     paid = active & (facts.balance_minor <= 0)
     if paid.any():
@@ -503,8 +505,13 @@ def _act(
     steps = state.step[rows]
     if kind is NodeType.SEND:
         details = [
-            _channels(program.nodes[g], int(r))
-            for g, r in zip(at.tolist(), facts.reachable[rows].tolist(), strict=True)
+            _channels(program.nodes[g], int(r), int(p))
+            for g, r, p in zip(
+                at.tolist(),
+                facts.reachable[rows].tolist(),
+                facts.preferred[rows].tolist(),
+                strict=True,
+            )
         ]
         decisions.add(rows, Kind.SEND, at, steps, details)
     elif kind is NodeType.TASK:
@@ -514,11 +521,18 @@ def _act(
         decisions.add(rows, Kind.FEE, at, steps, [program.nodes[g].kind for g in at.tolist()])
 
 
-def _channels(node: SendNode, reachable: int) -> tuple[str, ...]:
-    """The channels to send on, given what is reachable; () when none is."""
+def _channels(node: SendNode, reachable: int, preferred: int = 0) -> tuple[str, ...]:
+    """The channels to send on, given what is reachable; () when none is.
+
+    A step that sends on one channel tries first the one the debtor chose (`preferred`,
+    a CHANNEL_BITS value) when the step offers it, as a channel or a fallback."""
     usable = [c for c in node.channels if reachable & CHANNEL_BITS[c]]
     if node.mode == "all" and usable:
         return tuple(usable)
+    if preferred & reachable:
+        chosen = [c for c in (*node.channels, *node.fallback) if CHANNEL_BITS[c] == preferred]
+        if chosen:
+            return (chosen[0],)
     if usable:
         return (usable[0],)
     fallback = [c for c in node.fallback if reachable & CHANNEL_BITS[c]]

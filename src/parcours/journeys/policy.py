@@ -36,6 +36,7 @@ __all__ = [
     "Verdict",
     "check_fee",
     "check_send",
+    "check_service",
     "explain",
     "in_contact_window",
     "is_contact_day",
@@ -129,6 +130,11 @@ class ContactFacts:
     legal_hold: bool = False
     contact_objection: bool = False  # the debtor objected to being contacted
     plan_running: bool = False  # a payment plan without arrears: collection pauses
+    question_open: bool = False  # the debtor's question waits for an agent: it pauses too
+    # The debtor declined reminders before the due date (on their page): nothing goes out
+    # before `due_on` (the oldest open due date).
+    pre_due_declined: bool = False
+    due_on: dt.date | None = None
     vulnerable: bool = False
     paid: bool = False  # settled, whatever the balance says; a balance <= 0 is paid too
     timezone: str | None = None  # IANA name; None: the policy's default
@@ -261,6 +267,8 @@ def _holds(facts: ContactFacts) -> list[str]:
         reasons.append("contact objection")
     if facts.plan_running:
         reasons.append("payment plan running: collection paused")
+    if facts.question_open:
+        reasons.append("question waiting for an answer")
     return reasons
 
 
@@ -276,10 +284,12 @@ def check_send(
 ) -> GateDecision:
     """The gate's verdict on sending one message on `channel` at `now`.
 
-    Checks in order: paid (skip); disputed, legal hold, contact objection (skip);
-    vulnerable (review by an agent); channel not reachable (skip); contact caps and quiet
-    hours (delay). A delay's `not_before` satisfies every cap and the window at once: the
-    caps only loosen as time passes, so the window is sought from the moment they allow.
+    Checks in order: paid (skip); disputed, legal hold, contact objection, payment plan
+    running, question waiting for an answer (skip); before the due date when the debtor
+    declined pre-due reminders (skip); vulnerable (review by an agent);
+    channel not reachable (skip); contact caps and quiet hours (delay). A delay's
+    `not_before` satisfies every cap and the window at once: the caps only loosen as
+    time passes, so the window is sought from the moment they allow.
     """
     _aware(now, "now")
     if channel not in CHANNELS:
@@ -289,6 +299,12 @@ def check_send(
     holds = _holds(facts)
     if holds:
         return GateDecision("skip", None, "; ".join(holds))
+    if (
+        facts.pre_due_declined
+        and facts.due_on is not None
+        and now.astimezone(_zone(facts, config)).date() < facts.due_on
+    ):
+        return GateDecision("skip", None, "the debtor asked for no reminder before the due date")
     if facts.vulnerable:
         return GateDecision("review", None, "vulnerable: agent review")
     if channel not in facts.reachable:
@@ -320,6 +336,36 @@ def check_send(
         return GateDecision("delay", at, f"quiet hours: next window {_local(at, zone)}")
     slot = _local(at, zone)
     return GateDecision("delay", at, "; ".join(f"{what}{then} {slot}" for _, what, then in blocks))
+
+
+def check_service(
+    facts: ContactFacts,
+    channel: ChannelName,
+    now: dt.datetime,
+    config: PolicyConfig = DEFAULT_POLICY,
+) -> GateDecision:
+    """The gate's verdict on a service message the debtor asked for (such as the notice
+    that an agent answered their question) on `channel` at `now`.
+
+    It is not collection: a paid, disputed or paused case still gets it, the contact
+    caps do not hold it back (it still counts toward them for what follows), and it needs
+    no review for vulnerability (an agent wrote the answer). What protects the person
+    still holds: a legal hold or a contact objection (skip), no consent or contact point
+    on the channel (skip), quiet hours (delay).
+    """
+    _aware(now, "now")
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    holds = [h for h in ("legal hold", "contact objection") if h in _holds(facts)]
+    if holds:
+        return GateDecision("skip", None, "; ".join(holds))
+    if channel not in facts.reachable:
+        return GateDecision("skip", None, f"no consent or contact point for {channel}")
+    zone = _zone(facts, config)
+    at = next_allowed_time(now, zone, _country(facts, config), config)
+    if at == now:
+        return GateDecision("send", None, "allowed (service message)")
+    return GateDecision("delay", at, f"quiet hours: next window {_local(at, zone)}")
 
 
 def check_fee(

@@ -52,6 +52,7 @@ from parcours.domain.structured_communication import StructuredCommunication
 from parcours.journeys.law import fee_wait_end
 from parcours.journeys.library import Library
 from parcours.journeys.policy import DEFAULT_POLICY, PolicyConfig
+from parcours.runtime.chat import SERVICE_TEMPLATES, service_content, service_verdict
 from parcours.store.bulk import Key
 from parcours.store.journeys import OutboxEntry
 from parcours.store.messages import CaseMessageFacts, MessageStore
@@ -170,7 +171,12 @@ def dispatch(
         sending = []
         for row in claimed:
             contacts = recent.get(row.debtor, [])
-            verdict = gate.check_send(position[row.case], row.channel.value, contacts, now, policy)
+            if row.template in SERVICE_TEMPLATES:  # asked for by the debtor: not collection
+                verdict = service_verdict(gate, position[row.case], row.channel.value, now, policy)
+            else:
+                verdict = gate.check_send(
+                    position[row.case], row.channel.value, contacts, now, policy
+                )
             if verdict.verdict == "send":
                 sending.append(row)
                 recent.setdefault(row.debtor, []).append((row.channel.value, now))
@@ -255,6 +261,10 @@ def _compose(
     policy: PolicyConfig,
 ) -> MessageContent | str:
     """The message's content, or why there can be none."""
+    if row.template in SERVICE_TEMPLATES:  # no collection facts: nothing needs to be open
+        return service_content(
+            row.attempt_id, row.channel, row.template, facts, channels, now, policy
+        )
     digits = facts.paying_communication
     if not facts.invoices or digits is None:
         return "nothing open to pay on the case"

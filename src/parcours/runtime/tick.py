@@ -243,7 +243,12 @@ class GateFacts:
         return ContactFacts(
             balance_minor=int(facts.balance_minor[row]),
             disputed=bool(facts.disputed[row]),
+            legal_hold=bool(facts.legal_hold[row]),
+            contact_objection=bool(facts.contact_objection[row]),
             plan_running=bool(facts.plan[row] == PlanState.ACTIVE),
+            question_open=bool(facts.question_open[row]),
+            pre_due_declined=bool(facts.pre_due_declined[row]),
+            due_on=EPOCH + dt.timedelta(days=int(facts.due_day[row])),
             vulnerable=bool(facts.vulnerable[row]),
             timezone=self.zone[row],
             country=self.country[row],
@@ -270,7 +275,11 @@ class GateFacts:
         if (
             recent
             or self.facts.disputed[row]
+            or self.facts.legal_hold[row]
+            or self.facts.contact_objection[row]
             or self.facts.plan[row] == PlanState.ACTIVE
+            or self.facts.question_open[row]
+            or self.facts.pre_due_declined[row]
             or (channel == "phone" and (row in self.calls or row in self.conversation))
         ):
             return check_send(self.contact(row, tuple(recent)), channel, now, policy)
@@ -317,7 +326,8 @@ def _read_facts(
     country: list[str | None] = [None] * n
     email_bit, sms_bit = CHANNEL_BITS["email"], CHANNEL_BITS["sms"]
     letter_bit, phone_bit = CHANNEL_BITS["letter"], CHANNEL_BITS["phone"]
-    for case, (email, phone, post, vulnerable, tz, land, persona, number) in raw["debtor"].items():
+    for case, row in raw["debtor"].items():
+        email, phone, post, vulnerable, tz, land, persona, number, preferred, remind = row
         i = at[case]
         bits = (email_bit if email else 0) | (letter_bit if post else 0)
         if phone:
@@ -325,6 +335,8 @@ def _read_facts(
         facts.reachable[i] = bits
         facts.vulnerable[i] = bool(vulnerable)
         facts.persona[i] = persona
+        facts.preferred[i] = CHANNEL_BITS.get(preferred, 0) if preferred else 0
+        facts.pre_due_declined[i] = remind is not None and not remind
         zone[i], country[i] = tz, land
     for case, (state, day) in raw["promise"].items():
         i = at[case]
@@ -353,6 +365,7 @@ def _read_facts(
         facts.reminders_sent[i] = len(reminders.get(i, ()))
     for case, events in raw["events"].items():
         i = at[case]
+        asked = answered = 0
         for event_type, when in sorted(events, key=lambda e: e[1] or 0):
             if when is None:
                 continue
@@ -375,6 +388,14 @@ def _read_facts(
                 facts.contact_objection[i] = True
             elif event_type == "vulnerability.flagged":  # an agent reviews each contact
                 facts.vulnerable[i] = True
+            elif event_type == "question.asked":
+                asked = int(when)
+            elif event_type == "question.answered":
+                answered = int(when)
+        # A chat question pauses collection while its latest asking is newer than its
+        # latest answer (the same second counts as answered: an answer follows a question).
+        if asked:
+            facts.question_open[i] = asked > answered
     return GateFacts(facts, zone, country, reminders, charged, calls, conversation)
 
 

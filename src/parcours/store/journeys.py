@@ -42,6 +42,9 @@ EVENT_TYPES: Final = (
     "legal_hold.lifted",
     "contact_objection",
     "vulnerability.flagged",
+    # A chat question pauses collection until an agent answers it (runtime.chat).
+    "question.asked",
+    "question.answered",
 )
 
 
@@ -321,7 +324,8 @@ class JourneyStore:
             f"SELECT {case}, d.email IS NOT NULL AND d.email_consent <> 'opted_out', "
             "d.phone IS NOT NULL AND d.phone_consent <> 'opted_out', "
             "d.street IS NOT NULL AND d.postcode IS NOT NULL AND d.postal_consent <> 'opted_out', "
-            "d.vulnerable, d.timezone, d.country, p.persona, d.phone "
+            "d.vulnerable, d.timezone, d.country, p.persona, d.phone, d.preferred_channel, "
+            "d.remind_before_due "
             f"FROM tick_cases t{self._then}cases c{self._then}debtors d "
             "LEFT JOIN debtor_personas p ON p.debtor_id = d.id AND p.creditor_id = d.creditor_id "
             "WHERE c.id = t.id AND c.creditor_id = ? AND d.id = c.debtor_id "
