@@ -8,6 +8,9 @@ PARCOURS := $(abspath $(VENV))/bin/parcours
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 UV_VERSION := 0.13.8
 DEMO_DEBTORS ?= 10000
+# The demo's agent for the inbox (a throw-away local database; never a real password).
+DEMO_AGENT := agent@demo.parcours.example
+DEMO_AGENT_PASSWORD := demo-agent-password
 
 # Byte-code caching makes every CLI start about a second faster.
 unexport PYTHONDONTWRITEBYTECODE
@@ -71,6 +74,13 @@ demo: $(STAMP) system
 	@echo "written to demo/outbox/ (e-mails, SMS, letters): $$(ls demo/outbox | sed -E 's/^[^.]+\.//' | sort | uniq -c | tr -s ' ' | paste -sd,)"
 	cd demo && $(PARCOURS) status
 	cd demo && $(PARCOURS) cases list --limit 5
+	cd demo && echo "$(DEMO_AGENT_PASSWORD)" | $(PARCOURS) users add $(DEMO_AGENT) --name "Demo Agent" --role agent --password-stdin
+	@echo
+	@echo "Open the debtor's page and the agents' inbox: start the web app with"
+	@echo "    cd demo && $(PARCOURS) serve"
+	@echo "then open this debtor's personal link (it asks the postcode printed below it):"
+	@cd demo && $(PARCOURS) cases link C-D0000001
+	@echo "and the inbox at http://localhost:8000/backoffice/ — sign in as $(DEMO_AGENT) / $(DEMO_AGENT_PASSWORD)"
 
 test: $(STAMP) system
 	$(PY) -m pytest

@@ -409,6 +409,50 @@ def cases_list(
     out.print(table)
 
 
+@cases_app.command("link")
+def cases_link(
+    ref: Annotated[str, typer.Argument(help="Case reference, e.g. C-D0000001.")],
+    creditor: CreditorOption = None,
+) -> None:
+    """The debtor's personal page for a case (a signed link, valid `link_days`), and the
+    second factor the page will ask — for an agent on the phone, or to try the page."""
+    from sqlalchemy import select
+
+    from parcours.channels.config import ChannelsError, load_channels
+    from parcours.channels.links import Links
+    from parcours.store.schema import CaseRow, DebtorRow
+
+    settings = get_settings()
+    secret = settings.resolved_secret_key()
+    if secret is None:
+        _fail("no secret key to sign links: run `parcours init`")
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        found = uow.connection().execute(
+            select(CaseRow.id, DebtorRow.postcode, DebtorRow.birth_year)
+            .join(DebtorRow, (DebtorRow.id == CaseRow.debtor_id)
+                  & (DebtorRow.creditor_id == CaseRow.creditor_id))
+            .where(CaseRow.creditor_id == owner.id, CaseRow.ref == ref)
+        ).first()  # fmt: skip
+    if found is None:
+        _fail(f"no case {ref!r}")
+    try:
+        setup = load_channels(settings.channels_file)
+        chosen = setup.creditors.get(owner.name, setup.default)
+    except ChannelsError:
+        chosen = None
+    check = chosen.portal.check if chosen is not None else "postcode"
+    links = Links(secret.get_secret_value(), settings.public_url, settings.link_days)
+    out.print(links.url("page", str(found.id), _now()), highlight=False, soft_wrap=True)
+    factors = {"postcode": found.postcode, "birth_year": found.birth_year}
+    other = "birth_year" if check == "postcode" else "postcode"
+    asked = check if factors[check] else other if factors[other] else None
+    if asked is None:
+        out.print("the page asks nothing more (no postcode or birth year on file)")
+    else:
+        out.print(f"the page asks the debtor's {asked.replace('_', ' ')}: {factors[asked]}")
+
+
 @cases_app.command("show")
 def cases_show(
     ref: Annotated[str, typer.Argument(help="Case reference, e.g. C-D0000001.")],
@@ -518,6 +562,7 @@ from parcours.cli_journeys import journeys_app, policy_app, run, worker  # noqa:
 from parcours.cli_messages import messages_app, serve, tasks_app  # noqa: E402
 from parcours.cli_payments import payments_app  # noqa: E402
 from parcours.cli_personas import personas_app, survey_app  # noqa: E402
+from parcours.cli_users import users_app  # noqa: E402
 
 app.add_typer(personas_app, name="personas")
 app.add_typer(survey_app, name="survey")
@@ -528,6 +573,7 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(payments_app, name="payments")
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(users_app, name="users")
 app.command()(serve)
 app.command("run")(run)
 app.command("worker")(worker)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from parcours.channels.links import Links
 from parcours.channels.sms import twilio_signature
 from parcours.runtime.dispatch import dispatch
 from parcours.settings import Settings
-from parcours.store.schema import DebtorRow, EventRow, OutboxRow
+from parcours.store.schema import DebtorRow, EventRow
 from parcours.web.app import create_app
 from tests.channels.conftest import write_channels
 from tests.channels.fake_sms_gateway import ACCOUNT_SID, AUTH_TOKEN, FakeSmsGateway
@@ -99,36 +96,3 @@ def test_stop_by_sms_opts_the_number_out(
     assert post_signed(client, "/webhooks/sms/acme/inbound", reply).status_code == 200
     events = [t for (t,) in rows(engine, EventRow.type)]
     assert events.count("message.opted_out") == 1 and events.count("message.replied") == 1
-
-
-def case_token(engine: Engine, purpose: Any, at: dt.datetime) -> str:
-    case = next(c for c, ref in rows(engine, OutboxRow.case_id, OutboxRow.node_id) if c)
-    return Links(SECRET, PUBLIC).token(purpose, str(case), at)
-
-
-def test_a_debtor_link_shows_what_to_pay_and_counts_as_a_click(
-    app: tuple[TestClient, Any], engine: Engine
-) -> None:
-    client, _ = app
-    now = dt.datetime.now(dt.UTC)
-    page = client.get(f"/p/{case_token(engine, 'page', now)}")
-    assert page.status_code == 200 and "+++" in page.text
-    assert [t for (t,) in rows(engine, EventRow.type)] == ["message.clicked"]
-    tampered = case_token(engine, "page", now)[:-3] + "AAA"
-    assert client.get(f"/p/{tampered}").status_code == 404
-    old = case_token(engine, "page", now - dt.timedelta(days=91))
-    assert client.get(f"/p/{old}").status_code == 410
-    opt_out_token = case_token(engine, "opt-out", now)
-    assert client.get(f"/p/{opt_out_token}").status_code == 404  # another purpose
-
-
-def test_one_click_unsubscribe_opts_out_of_email(
-    app: tuple[TestClient, Any], engine: Engine
-) -> None:
-    client, _ = app
-    token = case_token(engine, "opt-out", dt.datetime.now(dt.UTC))
-    assert client.get(f"/o/{token}").status_code == 200
-    done = client.post(f"/o/{quote(token)}", data={"List-Unsubscribe": "One-Click"})
-    assert done.status_code == 200
-    assert "opted_out" in {c for _, c in rows(engine, DebtorRow.ref, DebtorRow.email_consent)}
-    assert client.post(f"/o/{token}", data={"channel": "pigeon"}).status_code == 400

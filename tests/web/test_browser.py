@@ -6,6 +6,7 @@ each page; screenshots go to build/screenshots/ (test artefacts)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -14,17 +15,32 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import Engine
 
-from parcours.store.schema import CaseRow, EnrolmentRow, OutboxRow
+from parcours.channels.links import Links
+from parcours.payments.epc import parse_epc_payload
+from parcours.store.schema import (
+    CaseRow,
+    ChatMessageRow,
+    CsatRow,
+    DisputeRow,
+    EnrolmentRow,
+    OutboxRow,
+    PaymentPlanRow,
+    PromiseRow,
+)
+from parcours.store.users import UserStore
+from tests.channels.test_epc import zbar_decode_raw
 from tests.payments.fake_psp import FakePsp
 from tests.runtime.test_tick import START, rows, tick
-from tests.web.test_psp_flow import world  # noqa: F401 - the server, PSP and portfolio
+from tests.web.test_psp_flow import SECRET, world  # noqa: F401 - the server, PSP and portfolio
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 PHONE = {"width": 390, "height": 844}
+AGENT_PASSWORD = "correct horse battery staple"
 # Without these, Chromium tries Google's hosts at start and on this closed network waits.
 FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -70,6 +86,19 @@ def sms_link(engine: Engine, outbox: Path, case: Any) -> str:
     raise AssertionError("no SMS sent on this case")
 
 
+def enter(page: Page, url: str, answer: str) -> None:
+    """Open the page and pass its second factor (the postcode)."""
+    page.goto(url)
+    accessible(page)
+    page.get_by_label(re.compile("code postal|postcode", re.I)).fill(answer)
+    page.get_by_role("button", name=re.compile("Continuer|Doorgaan|Continue")).click()
+    page.locator("#owe").wait_for()  # "What I owe": the check is passed
+
+
+def case_of(engine: Engine, ref: str) -> Any:
+    return next(c for r, c in rows(engine, CaseRow.ref, CaseRow.id) if r == ref)
+
+
 @pytest.mark.parametrize("world", ["mollie"], indirect=True)
 def test_a_debtor_pays_from_the_link_in_her_sms(
     world: tuple[FakePsp, str, Any],  # noqa: F811
@@ -80,15 +109,24 @@ def test_a_debtor_pays_from_the_link_in_her_sms(
     psp, public, _ = world
     outbox = tmp_path / "outbox"
     tick(engine, START + dt.timedelta(days=1), outbox)  # the pre-due SMS with her link
-    alice = next(c for r, c in rows(engine, CaseRow.ref, CaseRow.id) if r == "C-D1")
+    alice = case_of(engine, "C-D1")
     token = sms_link(engine, outbox, alice)
 
     page = browser.new_page(viewport=PHONE, locale="fr-BE")
     page.goto(f"{public}/p/{token}")
+    shot(page, "debtor-check")
+    enter(page, f"{public}/p/{token}", "1000")
     text = page.inner_text("main")
-    assert "C-D1" in text and "120.00 EUR" in text and "+++" in text
+    assert "C-D1" in text and "120,00\xa0€" in text and "+++" in text
+    assert "5 déc. 2026" in text  # the due date
     accessible(page)
     shot(page, "debtor-page")
+    # The QR code as a phone sees it on the screen, read by a real decoder (zbar).
+    [data] = zbar_decode_raw(Image.open(io.BytesIO(page.locator("img.qr").screenshot())))
+    scanned = parse_epc_payload(data.decode("utf-8"))
+    assert scanned.amount_minor == 12_000 and scanned.iban == "BE71096123456769"
+    assert scanned.structured_reference is not None
+    assert scanned.structured_reference in text.replace("+", "").replace("/", "")
 
     page.get_by_role("button", name="Payer en ligne").click()
     page.wait_for_url(f"{psp.base_url}/checkout/*")
@@ -97,6 +135,9 @@ def test_a_debtor_pays_from_the_link_in_her_sms(
     assert "reçu" in page.inner_text("body")
     accessible(page)
     shot(page, "debtor-paid")
+    page.locator("label[for=score-4]").click()  # the visible button of the scale
+    page.get_by_role("button", name="Envoyer mon avis").click()
+    page.wait_for_url(f"{public}/p/{token}/csat")
     page.close()
 
     for day in range(2, 30):
@@ -106,3 +147,101 @@ def test_a_debtor_pays_from_the_link_in_her_sms(
     after = START + dt.timedelta(days=2)
     sent = rows(engine, OutboxRow.case_id, OutboxRow.status, OutboxRow.sent_at)
     assert not [r for r in sent if r[0] == alice and r[1] == "sent" and r[2] >= after]
+    assert rows(engine, CsatRow.context, CsatRow.score) == [("payment", 4)]
+
+
+@pytest.mark.parametrize("world", ["mollie"], indirect=True)
+def test_promise_plan_and_dispute_from_a_phone(
+    world: tuple[FakePsp, str, Any],  # noqa: F811
+    engine: Engine,
+    browser: Browser,
+) -> None:
+    _, public, _ = world
+    now = dt.datetime.now(dt.UTC)
+    links = Links(SECRET, public)
+
+    bruno = browser.new_page(viewport=PHONE, locale="nl-BE")  # Dutch, owes 80.00
+    url = links.url("page", str(case_of(engine, "C-D2")), now)
+    enter(bruno, url, "2000")
+    bruno.get_by_role("link", name="Ik betaal op een datum").click()
+    accessible(bruno)
+    day = (now + dt.timedelta(days=10)).date()
+    bruno.get_by_label("Datum").fill(day.isoformat())
+    bruno.get_by_role("button", name="Mijn belofte bevestigen").click()
+    bruno.get_by_text("Uw belofte is genoteerd.").wait_for()
+    accessible(bruno)
+    shot(bruno, "debtor-promise")
+    bruno.close()
+    assert rows(engine, PromiseRow.amount_minor, PromiseRow.due_on) == [(8_000, day)]
+
+    chris = browser.new_page(viewport=PHONE, locale="en-BE")  # English, owes 300.00
+    url = links.url("page", str(case_of(engine, "C-D3")), now)
+    enter(chris, url, "3000")
+    chris.get_by_role("link", name="I need a payment plan").click()
+    chris.get_by_label("Number of monthly payments").select_option("3")
+    chris.get_by_role("button", name="Confirm this plan").wait_for()  # htmx drew the schedule
+    assert chris.locator("ol.schedule li").count() == 3
+    accessible(chris)
+    shot(chris, "debtor-plan-schedule")
+    chris.get_by_role("button", name="Confirm this plan").click()
+    chris.get_by_text("Your payment plan is set up.").wait_for()
+    assert chris.locator("img.qr").count() == 3
+    shot(chris, "debtor-plan-made")
+    chris.close()
+    assert rows(engine, PaymentPlanRow.total_minor) == [(30_000,)]
+
+    alice = browser.new_page(viewport=PHONE, locale="fr-BE")
+    url = links.url("page", str(case_of(engine, "C-D1")), now)
+    enter(alice, url, "1000")
+    alice.get_by_role("link", name="Je conteste").click()
+    alice.get_by_label("Le montant est incorrect").check()
+    alice.get_by_label("Expliquez en quelques mots (facultatif)").fill("Compteur mal relevé")
+    alice.get_by_role("button", name="Envoyer ma contestation").click()
+    alice.get_by_text("Votre contestation est enregistrée.").wait_for()
+    accessible(alice)
+    shot(alice, "debtor-dispute")
+    alice.close()
+    assert rows(engine, DisputeRow.reason, DisputeRow.state) == [("amount_wrong", "open")]
+
+
+@pytest.mark.parametrize("world", ["mollie"], indirect=True)
+def test_a_chat_round_trip_with_an_agent_in_the_inbox(
+    world: tuple[FakePsp, str, Any],  # noqa: F811
+    engine: Engine,
+    browser: Browser,
+) -> None:
+    _, public, _ = world
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        creditor = next(c for (c,) in rows(engine, CaseRow.creditor_id))
+        UserStore(connection).add(
+            creditor, "agent@acme.be", "Ann Agent", "agent", AGENT_PASSWORD, now
+        )
+
+    debtor = browser.new_page(viewport=PHONE, locale="fr-BE")
+    enter(debtor, Links(SECRET, public).url("page", str(case_of(engine, "C-D1")), now), "1000")
+    debtor.get_by_label("Votre message").fill("Puis-je payer en deux fois ?")
+    debtor.get_by_role("button", name="Envoyer", exact=True).click()
+    debtor.locator("#chat-log li.debtor").wait_for()
+
+    agent = browser.new_page(viewport={"width": 1280, "height": 900})
+    agent.goto(f"{public}/backoffice/login")
+    agent.get_by_label("Email").fill("agent@acme.be")
+    agent.get_by_label("Password").fill(AGENT_PASSWORD)
+    agent.get_by_role("button", name="Sign in").click()
+    agent.get_by_role("link", name=re.compile("C-D1")).first.click()
+    agent.get_by_text("Puis-je payer en deux fois ?").wait_for()
+    accessible(agent)
+    shot(agent, "agent-conversation")
+    agent.get_by_label("Reply").fill("Oui, choisissez « J'ai besoin d'un plan de paiement ».")
+    agent.get_by_role("button", name="Send").click()
+
+    # The debtor's page receives the answer over its WebSocket, without a reload.
+    debtor.locator("#chat-log li.agent").wait_for()
+    assert "plan de paiement" in debtor.inner_text("#chat-log")
+    accessible(debtor)
+    shot(debtor, "debtor-chat")
+    debtor.close()
+    agent.close()
+    authors = [a for (a,) in rows(engine, ChatMessageRow.author)]
+    assert sorted(authors) == ["agent", "debtor"]

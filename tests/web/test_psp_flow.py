@@ -5,6 +5,7 @@ payment booked once → the next tick exits the journey and sends nothing more."
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 import threading
 import time
@@ -84,6 +85,15 @@ def world(
             yield psp, public, kind
 
 
+def enter(client: httpx.Client, page: str, answer: str) -> str:
+    """Pass the page's second factor; the form token of the page."""
+    client.get(page)
+    assert client.post(f"{page}/check", data={"answer": answer}).status_code == 303
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(page).text)
+    assert found is not None
+    return found.group(1)
+
+
 def _alice(engine: Engine) -> str:
     with engine.connect() as connection:
         return str(connection.execute(select(CaseRow.id).where(CaseRow.ref == "C-D1")).scalar_one())
@@ -100,7 +110,10 @@ def test_paying_online_stops_the_journey(
     link = Links(SECRET, public).url("page", case_text, now)
     token = link.rsplit("/", 1)[1]
     with httpx.Client() as client:
-        started = client.post(f"{public}/p/{token}/pay", follow_redirects=False)
+        csrf = enter(client, f"{public}/p/{token}", "1000")
+        started = client.post(
+            f"{public}/p/{token}/pay", data={"csrf": csrf}, follow_redirects=False
+        )
         assert started.status_code == 303
         checkout = started.headers["location"]
         assert checkout.startswith(psp.base_url)

@@ -152,6 +152,15 @@ class PspSetting(BaseModel):
     base_url: str | None = None
 
 
+class PortalSetting(BaseModel):
+    """The debtor page: which light second factor it asks before showing anything."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The debtor's postcode or birth year; a debtor without it on file is asked the other.
+    check: Literal["postcode", "birth_year"] = "postcode"
+
+
 class CreditorSetup(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -159,6 +168,7 @@ class CreditorSetup(BaseModel):
     providers: dict[Channel, ProviderSetting] = Field(default_factory=dict)
     limits: LimitsModel = Field(default_factory=LimitsModel)
     psp: PspSetting | None = None
+    portal: PortalSetting = Field(default_factory=PortalSetting)
 
 
 class ChannelsConfig(BaseModel):

@@ -95,6 +95,10 @@ class PortfolioWriter:
 
     # -- storage forms -------------------------------------------------------------------
 
+    def key(self, value: UUID) -> Key:
+        """An id in the storage form the bulk path takes (see `creditor_key`)."""
+        return value.bytes if self.dialect == "sqlite" else str(value)
+
     def timestamp(self, value: dt.datetime) -> Any:
         """A UTC timestamp in the form this database's bulk path takes."""
         if self.dialect != "sqlite":

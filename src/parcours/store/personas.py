@@ -272,12 +272,15 @@ class PersonaStore:
             )
         }
 
-    def add_responses(self, rows: Iterable[StoredResponse], now: dt.datetime) -> int:
+    def add_responses(
+        self, rows: Iterable[StoredResponse], now: dt.datetime, source: str = "import"
+    ) -> int:
+        """Store scored responses; `source` says where they came from (import, page)."""
         w = self.writer
         values = [
             (
                 w.new_id(), w.creditor_key, r.debtor_key, r.survey_version, json.dumps(r.answers),
-                w.timestamp(r.answered_at), "import", r.persona, round(r.confidence, 6),
+                w.timestamp(r.answered_at), source, r.persona, round(r.confidence, 6),
                 w.timestamp(now),
             )
             for r in rows

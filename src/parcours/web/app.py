@@ -1,38 +1,41 @@
-"""The web application: carrier webhooks and the placeholder behind debtors' links.
+"""The web application: the debtor's page, the back office, the integrator API and the
+webhooks of carriers and payment services.
 
+- `/p/{token}` and below: the debtor's page (`parcours.web.portal`); `/o/{token}`: opt
+  out of a channel, including e-mail clients' one-click `List-Unsubscribe-Post`.
+- `/backoffice/`: the agents' inbox and tasks behind a login (`parcours.web.backoffice`).
+- `/api/v1`: the integrator API (`parcours.web.api`).
 - `POST /webhooks/sms/{creditor}/status` and `/inbound`: Twilio's status callbacks and
   incoming messages, refused unless signed with the creditor's SMS token
   (`X-Twilio-Signature`, over the public URL Twilio called). Reports become case events;
   STOP opts the number out of SMS and calls for that creditor.
-- `GET /p/{token}`: the link in every message. A valid, unexpired token records a click
-  (a journey event) and shows what is owed and how to pay; the full debtor page replaces
-  this placeholder with the debtor-page issue. `GET|POST /o/{token}`: opt out of a
-  channel, including e-mail clients' one-click `List-Unsubscribe-Post`.
-- `POST /p/{token}/pay`: the PSP's hosted checkout for what the case owes (the creditor's
-  `psp:` in the channels file); `GET /p/{token}/paid` the page the debtor comes back to.
-  `POST /webhooks/psp/{creditor}`: the PSP's notification, verified (signature and
+- `POST /webhooks/psp/{creditor}`: the PSP's notification, verified (signature and
   replay window, or the payment fetched back from the PSP's API) and booked once per
   PSP payment id — the next tick then sends nothing more.
 
-Handlers are plain functions run in the thread pool: the store is synchronous.
+Every HTML response carries a strict Content-Security-Policy (scripts and styles from
+this origin only), refuses framing and sends no referrer: a debtor's link never leaks
+to another site. Handlers are plain functions run in the thread pool: the store is
+synchronous.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
-from urllib.parse import quote
+from pathlib import Path
+from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parcours.channels.base import DeliveryEvent, DeliveryKind
 from parcours.channels.content import Channel
-from parcours.channels.links import LinkError, Links
+from parcours.channels.links import Links
 from parcours.journeys.library import Library
 from parcours.payments.psp import (
     Psp,
@@ -41,6 +44,7 @@ from parcours.payments.psp import (
     WebhookRejected,
     psp_from_config,
 )
+from parcours.personas.catalog import load_catalog
 from parcours.runtime.dispatch import record_delivery
 from parcours.runtime.payments import MatchError, book_payment
 from parcours.settings import Settings, get_settings
@@ -49,33 +53,55 @@ from parcours.store.messages import MessageStore
 from parcours.store.payments import PaymentStore
 from parcours.store.uow import UnitOfWork
 from parcours.web.api import mount_api
+from parcours.web.backoffice import mount_backoffice
+from parcours.web.chat import ChatHub
+from parcours.web.portal.routes import mount_portal
 
 __all__ = ["create_app"]
 
-_CONSENT = {"email": "email_consent", "sms": "phone_consent", "letter": "postal_consent"}
-_WORDS = {
-    "fr": ("Votre dossier", "Montant à payer", "Communication structurée", "Compte",
-           "Votre page personnelle arrive bientôt. Vous pouvez déjà payer par virement.",
-           "Ne plus recevoir de messages par", "Confirmer", "C'est noté : plus de messages par"),
-    "nl": ("Uw dossier", "Te betalen bedrag", "Gestructureerde mededeling", "Rekening",
-           "Uw persoonlijke pagina komt binnenkort. U kunt nu al betalen met een overschrijving.",
-           "Geen berichten meer via", "Bevestigen", "Genoteerd: geen berichten meer via"),
-    "en": ("Your file", "Amount to pay", "Structured communication", "Account",
-           "Your personal page is coming soon. You can already pay by bank transfer.",
-           "No more messages by", "Confirm", "Done: no more messages by"),
-}  # fmt: skip
-_PAY_ONLINE = {"fr": "Payer en ligne", "nl": "Online betalen", "en": "Pay online"}
-# After the checkout: (received, still being confirmed by the PSP).
-_PAID = {
-    "fr": ("Merci, votre paiement est bien reçu.",
-           "Merci ! Votre paiement est en cours de confirmation."),
-    "nl": ("Bedankt, uw betaling is ontvangen.", "Bedankt! Uw betaling wordt bevestigd."),
-    "en": ("Thank you, your payment has been received.",
-           "Thank you! Your payment is being confirmed."),
-}  # fmt: skip
+STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+_HEADERS: Final = (
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)  # fmt: skip
 
 
-def create_app(settings: Settings | None = None, library: Library | None = None) -> FastAPI:
+class SecurityHeaders:
+    """Security headers on every HTML page; personal pages are never cached (pure ASGI:
+    no overhead on the API's hot path beyond one header check)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        personal = scope["path"].startswith(("/p/", "/o/", "/backoffice"))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    headers.extend(_HEADERS)
+                if personal and not any(k == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def create_app(
+    settings: Settings | None = None,
+    library: Library | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> FastAPI:
+    """The whole web application; `clock` (UTC now) is injectable for clock-travel tests."""
     settings = settings or get_settings()
     engine = connect(settings.database_url)
     secret = settings.resolved_secret_key()
@@ -93,7 +119,19 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         engine.dispose()
 
     app = FastAPI(title="parcours", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.library = library
+    app.state.secret = secret.get_secret_value()
+    app.state.chat_hub = ChatHub(
+        catalog=load_catalog(settings.personas_dir), default_persona=settings.default_persona
+    )
+    app.state.clock = clock or _now
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     mount_api(app, engine, settings)  # the integrator API under /api/v1
+    mount_portal(app, links)
+    mount_backoffice(app, clock=clock)
 
     def creditor_id(name: str) -> Any:
         with UnitOfWork(engine) as uow:
@@ -157,61 +195,6 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         # An empty TwiML answer: Twilio sends nothing back (its own STOP reply aside).
         return Response("<Response/>", media_type="text/xml")
 
-    def case_of(token: str, purpose: Any) -> tuple[Any, Any, Any]:
-        """(creditor id, case, debtor) of a link, or the HTTP error a debtor should see."""
-        try:
-            case_text = links.read(purpose, token, _now())
-        except LinkError as error:
-            raise HTTPException(410 if "expired" in str(error) else 404, str(error)) from error
-        with UnitOfWork(engine) as uow:
-            for creditor in uow.creditors.all():
-                found = MessageStore(uow.connection(), creditor.id).case_debtor(case_text)
-                if found is not None:
-                    return creditor.id, *found
-        raise HTTPException(404, "this link is not valid")
-
-    def page(token: str) -> str:
-        creditor, case, debtor = case_of(token, "page")
-        with engine.begin() as connection:
-            store = MessageStore(connection, creditor)
-            store.add_event(case, debtor, "message.clicked", _now(), {"via": "link"})
-            facts = store.message_facts([case])[case]
-        lang = facts.language if facts.language in _WORDS else "fr"
-        words = _WORDS[lang]
-        owed = sum(i.open_minor for i in facts.invoices) + sum(facts.fees.values())
-        currency = facts.invoices[0].currency if facts.invoices else "EUR"
-        digits = facts.paying_communication or ""
-        communication = f"+++{digits[:3]}/{digits[3:7]}/{digits[7:]}+++" if digits else "-"
-        pay_online = ""
-        if owed > 0 and has_psp(creditor):
-            pay_online = (
-                f'<form method="post" action="/p/{html.escape(token)}/pay">'
-                f"<button>{_PAY_ONLINE[lang]}</button></form>"
-            )
-        return _html(
-            lang,
-            f"<main><h1>{words[0]} {html.escape(facts.case_ref)}</h1><p>{words[4]}</p><dl>"
-            f"<dt>{words[1]}</dt><dd>{owed / 100:,.2f} {currency}</dd>"
-            f"<dt>{words[2]}</dt><dd>{communication}</dd></dl>{pay_online}</main>",
-        )
-
-    def creditor_name(creditor: Any) -> str:
-        with UnitOfWork(engine) as uow:
-            return next(c.name for c in uow.creditors.all() if c.id == creditor)
-
-    def has_psp(creditor: Any) -> bool:
-        from parcours.channels.config import ChannelsError, load_channels
-
-        try:
-            setup = load_channels(settings.channels_file).for_creditor(creditor_name(creditor))
-        except ChannelsError:
-            return False
-        return setup.psp is not None
-
-    @app.get("/p/{token}", response_class=HTMLResponse)
-    def debtor_link(token: str) -> str:
-        return page(token)
-
     def psp_of(name: str) -> Psp:
         from parcours.channels.config import ChannelsError, load_channels
 
@@ -227,48 +210,6 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         if setting.base_url:
             options["base_url"] = setting.base_url
         return psp_from_config(setting.kind, **options)
-
-    def checkout(token: str) -> str:
-        creditor, case, _ = case_of(token, "page")
-        name = creditor_name(creditor)
-        with engine.connect() as connection:
-            facts = MessageStore(connection, creditor).message_facts([case])[case]
-        owed = sum(i.open_minor for i in facts.invoices) + sum(facts.fees.values())
-        if owed <= 0:
-            raise HTTPException(409, "nothing to pay on this file")
-        currency = facts.invoices[0].currency
-        base = settings.public_url.rstrip("/")
-        psp = psp_of(name)
-        try:
-            made = psp.create_checkout(
-                amount_minor=owed,
-                currency=currency,
-                description=f"{name} {facts.case_ref}",
-                # One checkout per case, amount and day: a double tap reuses it.
-                reference=f"{facts.case_text}:{owed}:{_now():%Y%m%d}",
-                redirect_url=f"{base}/p/{token}/paid",
-                webhook_url=f"{base}/webhooks/psp/{quote(name, safe='')}",
-                metadata={"case": facts.case_text},
-            )
-        except PspError as error:
-            raise HTTPException(502, "the payment service is not available now") from error
-        finally:
-            psp.close()
-        return made.checkout_url
-
-    @app.post("/p/{token}/pay")
-    def pay(token: str) -> Response:
-        return RedirectResponse(checkout(token), status_code=303)
-
-    @app.get("/p/{token}/paid", response_class=HTMLResponse)
-    def paid(token: str) -> str:
-        creditor, case, _ = case_of(token, "page")
-        with engine.connect() as connection:
-            facts = MessageStore(connection, creditor).message_facts([case])[case]
-        lang = facts.language if facts.language in _PAID else "fr"
-        owed = sum(i.open_minor for i in facts.invoices)
-        done, waiting = _PAID[lang]
-        return _html(lang, f"<h1>{done if owed <= 0 else waiting}</h1>")
 
     def psp_webhook(name: str, headers: dict[str, str], body: bytes) -> str:
         owner = creditor_id(name)
@@ -309,40 +250,6 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         outcome = await run_in_threadpool(psp_webhook, creditor, headers, body)
         return {"status": outcome}
 
-    def language(token: str, purpose: Any) -> str:
-        creditor, case, _ = case_of(token, purpose)
-        with engine.connect() as connection:
-            spoken = MessageStore(connection, creditor).message_facts([case])[case].language
-        return spoken if spoken in _WORDS else "fr"
-
-    @app.get("/o/{token}", response_class=HTMLResponse)
-    def opt_out_form(token: str) -> str:
-        lang = language(token, "opt-out")
-        buttons = "".join(
-            f'<button name="channel" value="{c}">{_WORDS[lang][5]} {c}</button> ' for c in _CONSENT
-        )
-        return _html(lang, f'<form method="post">{buttons}</form>')
-
-    @app.post("/o/{token}", response_class=HTMLResponse)
-    async def opt_out(token: str, request: Request) -> str:
-        form = await request.form()
-        # RFC 8058: the one-click POST of an e-mail client carries only this field.
-        one_click = form.get("List-Unsubscribe") == "One-Click"
-        channel = "email" if one_click else str(form.get("channel", ""))
-        if channel not in _CONSENT:
-            raise HTTPException(400, "choose email, sms or letter")
-
-        def apply() -> None:
-            creditor, case, debtor = case_of(token, "opt-out")
-            with engine.begin() as connection:
-                store = MessageStore(connection, creditor)
-                store.opt_out(debtor, _CONSENT[channel], _now())
-                store.add_event(case, debtor, "message.opted_out", _now(), {"channel": channel})
-
-        await run_in_threadpool(apply)
-        lang = await run_in_threadpool(language, token, "opt-out")
-        return _html(lang, f"<p>{_WORDS[lang][7]} {html.escape(channel)}.</p>")
-
     return app
 
 
@@ -362,11 +269,3 @@ def _inbound(engine: Any, creditor: Any, event: DeliveryEvent, library: Library)
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _html(lang: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>parcours</title></head><body>{body}</body></html>"
-    )

@@ -75,7 +75,9 @@ def upgrade() -> None:
         sa.Column("last_seen_at", UTC, nullable=False),
         sa.Column("expires_at", UTC, nullable=False),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_user_sessions_user_id_users"),
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_user_sessions_user_id_users"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_user_sessions")),
@@ -118,11 +120,15 @@ def upgrade() -> None:
         ),
         _creditor_key("chat_messages"),
         sa.ForeignKeyConstraint(
-            ["conversation_id"], ["conversations.id"],
-            name=op.f("fk_chat_messages_conversation_id_conversations"), ondelete="CASCADE",
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_chat_messages_conversation_id_conversations"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_chat_messages_user_id_users"),
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_chat_messages_user_id_users"),
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chat_messages")),
@@ -167,7 +173,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "portal_checks", "csat_responses", "chat_messages", "conversations", "user_sessions",
+        "portal_checks",
+        "csat_responses",
+        "chat_messages",
+        "conversations",
+        "user_sessions",
         "users",
     ):
         op.drop_table(table)
