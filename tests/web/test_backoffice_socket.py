@@ -27,7 +27,7 @@ from websockets.typing import Origin
 
 from parcours.channels.links import Links
 from parcours.settings import Settings
-from parcours.store.schema import CaseRow, ChatMessageRow, OutboxRow
+from parcours.store.schema import AuditRow, CaseRow, ChatMessageRow, OutboxRow
 from parcours.store.uow import UnitOfWork
 from parcours.web.app import create_app
 from parcours.web.portal.access import PORTAL_COOKIE, portal_cookie_value
@@ -153,6 +153,15 @@ def test_a_question_and_its_answer_travel_live_between_debtor_and_agent(
                     await debtor.send(json.dumps({"type": "message", "body": "Great"}))
                     assert (await _next_message(debtor))["body"] == "Great"
                     assert (await _next_message(agent))["body"] == "Great"
+                    # Each message the agent sent over the socket is in the audit log
+                    # (written just after the message went out: wait for it).
+                    deadline = time.monotonic() + TIMEOUT
+                    while "chat.replied" not in {a for (a,) in rows(engine, AuditRow.action)}:
+                        assert time.monotonic() < deadline, "the reply was not audited"
+                        await asyncio.sleep(0.05)
+                    audited = [a for (a,) in rows(engine, AuditRow.action)]
+                    assert audited.count("chat.joined") == 1
+                    assert audited.count("chat.replied") == 1
                     bad = json.dumps({"type": "message", "body": " "})
                     await agent.send(bad)
                     error = json.loads(await asyncio.wait_for(agent.recv(), TIMEOUT))

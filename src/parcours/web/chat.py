@@ -440,10 +440,12 @@ async def agent_socket(
     creditor_id: Any,
     user_id: Any,
     conversation_id: Any,
+    on_posted: Callable[[Posted], Awaitable[None]] | None = None,
 ) -> None:
     """An agent's socket on one conversation of their creditor, once the route has
     checked the agent (it accepts the socket). Another creditor's conversation, or an
-    unknown one, gets an error and close code 4404."""
+    unknown one, gets an error and close code 4404. `on_posted` hears of each message
+    the agent sends (the back office audits it)."""
     await websocket.accept()
     try:
         conversation = await run_in_threadpool(_conversation, engine, creditor_id, conversation_id)
@@ -455,7 +457,10 @@ async def agent_socket(
         return
 
     async def post(body: str) -> Posted:
-        return await post_agent(hub, engine, creditor_id, conversation.id, user_id, body, _now())
+        posted = await post_agent(hub, engine, creditor_id, conversation.id, user_id, body, _now())
+        if on_posted is not None:
+            await on_posted(posted)
+        return posted
 
     async with (
         hub.subscribe(f"conversation:{conversation.id}") as subscription,

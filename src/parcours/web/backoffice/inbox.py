@@ -430,4 +430,10 @@ async def agent_ws(websocket: WebSocket, conversation_id: str) -> None:
         return
     current = CurrentUser(user.id, user.creditor_id, user.email, user.name, user.role, "")
     await run_in_threadpool(office.audit, current, "chat.joined", f"case:{case_ref}", {})
-    await agent_socket(websocket, office.hub, office.engine, user.creditor_id, user.id, key)
+
+    async def audited(_: Any) -> None:  # each message, as the plain form's replies are
+        await run_in_threadpool(office.audit, current, "chat.replied", f"case:{case_ref}", {})
+
+    await agent_socket(
+        websocket, office.hub, office.engine, user.creditor_id, user.id, key, on_posted=audited
+    )
