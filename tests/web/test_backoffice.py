@@ -320,7 +320,10 @@ def test_a_user_of_another_creditor_sees_and_touches_nothing_of_acme(world: Worl
     ]:
         answer = outsider.post(f"/backoffice/inbox/{acme}/{action}", data={"csrf": token, **data})
         assert answer.status_code == 404, action
-    assert sorted(rows(world.engine, ChatMessageRow.body)) == [("Acme question",), ("Other question",)]
+    assert sorted(rows(world.engine, ChatMessageRow.body)) == [
+        ("Acme question",),
+        ("Other question",),
+    ]
     assert rows(world.engine, PromiseRow.id) == [] and rows(world.engine, DisputeRow.id) == []
     assert not [t for (t,) in rows(world.engine, EventRow.type) if t.startswith("legal_hold")]
 
