@@ -99,6 +99,9 @@ bench: $(STAMP)
 	$(PY) bench/personas.py
 	$(PY) bench/planner.py
 	$(PY) bench/dispatch.py
+	$(PY) bench/reconcile.py
+	$(PY) bench/portal.py
+	$(PY) bench/simulate.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

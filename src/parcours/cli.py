@@ -562,6 +562,7 @@ from parcours.cli_journeys import journeys_app, policy_app, run, worker  # noqa:
 from parcours.cli_messages import messages_app, serve, tasks_app  # noqa: E402
 from parcours.cli_payments import payments_app  # noqa: E402
 from parcours.cli_personas import personas_app, survey_app  # noqa: E402
+from parcours.cli_sim import simulate  # noqa: E402
 from parcours.cli_users import users_app  # noqa: E402
 
 app.add_typer(personas_app, name="personas")
@@ -577,3 +578,4 @@ app.add_typer(users_app, name="users")
 app.command()(serve)
 app.command("run")(run)
 app.command("worker")(worker)
+app.command("simulate")(simulate)

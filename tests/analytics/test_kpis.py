@@ -148,6 +148,10 @@ def test_kpi_row_from_hand_made_sums() -> None:
     assert row.cost == Decimal("13.252")
     assert row.cost_to_collect == pytest.approx(13.252 / 400)
     assert row.csat.mean == 4.0 and row.sla_breaches == 3
+    # Opt-outs and complaints are read per case, as the simulator reads them; responses
+    # per case contacted.
+    few = kpi_row({}, KpiSums(cases=10, contacted=4, responded=1, opted_out=2), currency="EUR")
+    assert (few.opt_out_rate, few.response_rate) == (0.2, 0.25)
     empty = kpi_row({}, KpiSums(), currency="EUR")
     assert (empty.collection_rate, empty.cost_to_collect, empty.contacts_per_case) == (
         None, None, None,

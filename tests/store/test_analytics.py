@@ -420,11 +420,11 @@ def test_portfolio_kpis_match_the_hand_computed_figures(engine: Engine) -> None:
     assert row.contacts_per_case == pytest.approx(9 / 6)
     assert row.contacts_per_unit_collected == pytest.approx(9 / 500)
     # Contacted: C1-C4. Responded: C1 clicked, C2 replied (C5 asked but was never
-    # contacted; C3 only opened). Opted out: C4 of 4 contacted.
+    # contacted; C3 only opened). Opted out: C4, of 6 cases.
     assert (row.contacted, row.responded) == (4, 2)
     assert row.response_rate == pytest.approx(0.5)
     assert row.opted_out == 1
-    assert row.opt_out_rate == pytest.approx(0.25)
+    assert row.opt_out_rate == pytest.approx(1 / 6)
     assert row.complaints == 1
     assert row.complaint_rate == pytest.approx(1 / 6)
     assert row.disputed == 1

@@ -305,8 +305,8 @@ class KpiRow:
     - contacts: messages sent plus call attempts; per case and per major unit collected.
     - cost: `ChannelCosts` applied to messages, SMS segments, calls and chat answers;
       cost_to_collect = cost ÷ collected (in major units).
-    - complaint_rate, dispute_rate: cases with one ÷ cases; opt_out_rate: cases with an
-      opt-out ÷ cases contacted.
+    - complaint_rate, opt_out_rate, dispute_rate: cases with at least one ÷ cases (as
+      the simulator reports them).
     - sla_breaches: agents' chat answers given late + conversations waiting past due.
     """
 
@@ -430,7 +430,7 @@ def kpi_row(
         complaints=sums.complained,
         complaint_rate=rate(sums.complained, sums.cases),
         opted_out=sums.opted_out,
-        opt_out_rate=rate(sums.opted_out, sums.contacted),
+        opt_out_rate=rate(sums.opted_out, sums.cases),
         disputed=sums.disputed,
         dispute_rate=rate(sums.disputed, sums.cases),
         agent_answers=sums.agent_answers,

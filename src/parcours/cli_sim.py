@@ -1,0 +1,153 @@
+"""`parcours simulate`: replay a portfolio through the real engine under several
+strategies and compare them per persona, with confidence intervals across seeds.
+
+Registered in `cli.py` with `app.command("simulate")(simulate)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["simulate"]
+
+_out = Console(soft_wrap=True, markup=False)
+_err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _costs(values: list[str], currency: str) -> Any:
+    """`--cost letter=1.95 --cost sms_unit=0.07` as ChannelCosts (the rest default)."""
+    from parcours.analytics.kpis import ChannelCosts
+
+    given: dict[str, str] = {"currency": currency}
+    for value in values:
+        name, sep, amount = value.partition("=")
+        if not sep or not name.strip() or not amount.strip():
+            _fail(f"--cost {value!r}: expected NAME=AMOUNT, e.g. letter=1.95")
+        given[name.strip()] = amount.strip()
+    try:
+        return ChannelCosts.from_mapping(given)
+    except (ValueError, ArithmeticError) as exc:
+        names = "email, sms_unit, letter, call, chat_minute, minutes_per_chat_answer"
+        _fail(f"--cost: {exc} (known: {names})")
+
+
+@contextlib.contextmanager
+def _work_dir(work: Path | None) -> Iterator[Path]:
+    if work is not None:
+        yield work
+        return
+    with tempfile.TemporaryDirectory(prefix="parcours-sim-") as tmp:
+        yield Path(tmp)
+
+
+def simulate(
+    portfolio: Annotated[
+        Path,
+        typer.Option("--portfolio", help="A portfolio directory (debtors.csv, invoices.csv, ...)."),
+    ],
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--strategy",
+            help="persona, universal, none, persona-vs-universal or an experiment's key; "
+            "repeat to compare (default: persona and universal).",
+        ),
+    ] = None,
+    days: Annotated[int, typer.Option(help="Days to simulate (at least 1).")] = 120,
+    seeds: Annotated[int, typer.Option(help="Seeds per strategy (1..N).")] = 5,
+    debtors: Annotated[
+        int | None, typer.Option(help="Only the first N debtors of the portfolio.")
+    ] = None,
+    work: Annotated[
+        Path | None,
+        typer.Option(
+            "--work", help="Keep the prepared database here and reuse it (default: a temp dir)."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Runs in parallel processes (0: one per CPU).")] = 0,
+    cost: Annotated[
+        list[str] | None,
+        typer.Option("--cost", help="A channel cost NAME=AMOUNT (e.g. letter=1.95); repeat."),
+    ] = None,
+    keep: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep", help="Keep each run's database in this directory (<strategy>-<seed>.db)."
+        ),
+    ] = None,
+    render: Annotated[
+        bool, typer.Option(help="Render every message's words (slower; counts SMS segments).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Compare strategies on a simulated replay of a portfolio through the real engine."""
+    from parcours.settings import get_settings
+    from parcours.sim.report import render_tables
+    from parcours.sim.run import SimulationError
+    from parcours.sim.run import simulate as run_simulation
+
+    settings = get_settings()
+    if days < 1:
+        _fail(f"--days {days}: simulate at least one day")
+    if seeds < 1:
+        _fail(f"--seeds {seeds}: at least one seed")
+    if debtors is not None and debtors < 1:
+        _fail(f"--debtors {debtors}: at least one debtor")
+    costs = _costs(cost or [], settings.default_currency)
+    names = strategy or ["persona", "universal"]
+    jobs = len(names) * seeds
+    processes = workers if workers > 0 else min(os.cpu_count() or 1, jobs)
+    quiet = as_json or not _err.is_terminal
+
+    def progress(text: str) -> None:
+        if not quiet:
+            _err.print(f"[dim]{escape(text)}[/]", highlight=False)
+
+    try:
+        with _work_dir(work) as folder:
+            report = run_simulation(
+                portfolio, names, days=days, seeds=seeds, work=folder, debtors=debtors,
+                workers=processes, costs=costs, render=render, keep=keep, settings=settings,
+                progress=progress,
+            )  # fmt: skip
+    except SimulationError as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+        return
+    out = _out if _out.is_terminal else Console(soft_wrap=True, markup=False, width=160)
+    out.print(_title(report))
+    for title, rows in render_tables(report):
+        table = Table(*rows[0], title=title)
+        for row in rows[1:]:
+            table.add_row(*row)
+        out.print(table)
+    out.print(
+        "± is the half-width of the 95 % interval across seeds; a difference row compares "
+        "two strategies seed by seed (same simulated debtors)."
+    )
+
+
+def _title(report: Any) -> str:
+    seeds = report.seeds
+    return (
+        f"{report.info.get('cases', 0):,} cases, {report.days} days, seeds "
+        f"{seeds[0]}..{seeds[-1]} (costs in {report.currency})"
+    )
