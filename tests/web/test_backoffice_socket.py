@@ -8,8 +8,6 @@ import asyncio
 import datetime as dt
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import Engine
 from websockets.asyncio.client import connect
@@ -33,37 +29,10 @@ from parcours.web.app import create_app
 from parcours.web.portal.access import PORTAL_COOKIE, portal_cookie_value
 from tests.channels.conftest import write_channels
 from tests.runtime.test_tick import library, load, rows
+from tests.web.served import Served, free_port
 from tests.web.test_backoffice import FAST, PASSWORD, SECRET, add_users
 
 TIMEOUT = 10.0
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """An app under uvicorn on a free loopback port, in a thread."""
-
-    def __init__(self, app: FastAPI, port: int) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + TIMEOUT
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(TIMEOUT)
 
 
 @pytest.fixture
@@ -73,7 +42,7 @@ def served(engine: Engine, db_url: str, tmp_path: Path) -> Iterator[tuple[str, A
         acme = uow.creditors.by_name("acme")
         assert acme is not None
     add_users(engine, acme.id, "acme.example", "agent", "viewer")
-    port = _port()
+    port = free_port()
     public = f"http://127.0.0.1:{port}"
     settings = Settings(
         database_url=db_url,
@@ -83,7 +52,7 @@ def served(engine: Engine, db_url: str, tmp_path: Path) -> Iterator[tuple[str, A
     )
     app = create_app(settings, library())
     app.state.backoffice.hasher = FAST
-    with Server(app, port):
+    with Served(app, port):
         yield public, acme.id
 
 

@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 from sqlalchemy import Engine
 
 from parcours.channels.links import Links
@@ -70,6 +71,21 @@ def accessible(page: Page) -> None:
 def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def follow(page: Page, link: Locator) -> None:
+    """Click a link htmx boosts and wait until htmx has settled the new content: its
+    elements listen for their triggers only from then on."""
+    page.evaluate(
+        "window.settled = false;"
+        "document.body.addEventListener('htmx:afterSettle', () => { window.settled = true; },"
+        " {once: true})"
+    )
+    link.click()
+    deadline = time.monotonic() + 30  # polled from here: the page's CSP forbids eval
+    while page.evaluate("window.settled") is not True:
+        assert time.monotonic() < deadline, "htmx did not settle the new page"
+        page.wait_for_timeout(20)
 
 
 def sms_link(engine: Engine, outbox: Path, case: Any) -> str:
@@ -177,7 +193,7 @@ def test_promise_plan_and_dispute_from_a_phone(
     chris = browser.new_page(viewport=PHONE, locale="en-BE")  # English, owes 300.00
     url = links.url("page", str(case_of(engine, "C-D3")), now)
     enter(chris, url, "3000")
-    chris.get_by_role("link", name="I need a payment plan").click()
+    follow(chris, chris.get_by_role("link", name="I need a payment plan"))
     chris.get_by_label("Number of monthly payments").select_option("3")
     chris.get_by_role("button", name="Confirm this plan").wait_for()  # htmx drew the schedule
     assert chris.locator("ol.schedule li").count() == 3

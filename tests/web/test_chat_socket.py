@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -19,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, WebSocket
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,15 +36,10 @@ from parcours.web.chat import (
 )
 from parcours.web.portal.access import DebtorAccess
 from tests.store.test_chat import ChatCase, make_chat_cases
+from tests.web.served import Served
 
 WAIT = 20.0  # seconds a frame may take before the test gives up (never a timing check)
 NOW = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def chat_app(engine: Engine, hub: ChatHub, cases: dict[str, ChatCase], user_id: Any) -> FastAPI:
@@ -76,29 +67,6 @@ def chat_app(engine: Engine, hub: ChatHub, cases: dict[str, ChatCase], user_id: 
                 await websocket.send_text(text)
 
     return app
-
-
-class Server:
-    """An app under uvicorn on a free loopback port, in a thread."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = _port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @dataclass
@@ -135,7 +103,7 @@ def world(engine: Engine, tmp_path: Path) -> Iterator[World]:
             )
         )  # fmt: skip
     hub = ChatHub()
-    with Server(chat_app(engine, hub, {**cases, **other}, user_id)) as server:
+    with Served(chat_app(engine, hub, {**cases, **other}, user_id)) as server:
         yield World(engine, hub, cases, other["C-E1"], user_id, f"ws://127.0.0.1:{server.port}")
 
 

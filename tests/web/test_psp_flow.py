@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
@@ -26,38 +23,9 @@ from parcours.web.app import create_app
 from tests.channels.conftest import write_channels
 from tests.payments.fake_psp import MOLLIE_KEY, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, FakePsp
 from tests.runtime.test_tick import START, library, load, rows, tick
+from tests.web.served import Served, free_port
 
 SECRET = "test-secret"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """Our web app under uvicorn on a free loopback port, in a thread."""
-
-    def __init__(self, settings: Settings, port: int) -> None:
-        config = uvicorn.Config(
-            create_app(settings, library()), host="127.0.0.1", port=port, log_level="error"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(params=["mollie", "stripe"])
@@ -66,7 +34,7 @@ def world(
 ) -> Iterator[tuple[FakePsp, str, Any]]:
     kind = request.param
     load(engine, tmp_path)
-    port = _port()
+    port = free_port()
     public = f"http://127.0.0.1:{port}"
     with FakePsp(stripe_webhook_url=f"{public}/webhooks/psp/acme") as psp:
         setting: dict[str, Any] = {"kind": kind, "base_url": psp.base_url}
@@ -81,7 +49,7 @@ def world(
             public_url=public,
             channels_file=channels,
         )
-        with Server(settings, port):
+        with Served(create_app(settings, library()), port):
             yield psp, public, kind
 
 

@@ -900,3 +900,21 @@ class PortalCheckRow(Base):
     failures: Mapped[int] = mapped_column(Integer())
     window_start: Mapped[dt.datetime]
     locked_until: Mapped[dt.datetime | None]
+
+
+class SimulationRunRow(Base):
+    """A saved `parcours simulate` comparison of one creditor: the strategies, the days
+    and seeds, and the whole report (estimates per persona and arm, with intervals) as
+    JSON, for the strategist's dashboard."""
+
+    __tablename__ = "simulation_runs"
+    __table_args__ = (Index("ix_simulation_runs_creditor_at", "creditor_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    creditor_id: Mapped[uuid.UUID] = _tenant_fk()
+    created_at: Mapped[dt.datetime]
+    label: Mapped[str] = mapped_column(String(200))
+    days: Mapped[int] = mapped_column(Integer())
+    seeds: Mapped[int] = mapped_column(Integer())
+    cases: Mapped[int]
+    report: Mapped[dict[str, Any]]
