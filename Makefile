@@ -8,17 +8,22 @@ PARCOURS := $(abspath $(VENV))/bin/parcours
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 UV_VERSION := 0.13.8
 DEMO_DEBTORS ?= 10000
-# The demo's agent for the inbox (a throw-away local database; never a real password).
+DEMO_DAYS ?= 120
+DEMO_SEEDS ?= 3
+# The demo's users (a throw-away local database; never real passwords).
 DEMO_AGENT := agent@demo.parcours.example
 DEMO_AGENT_PASSWORD := demo-agent-password
+DEMO_STRATEGIST := strategist@demo.parcours.example
+DEMO_STRATEGIST_PASSWORD := demo-strategist-password
 
 # Byte-code caching makes every CLI start about a second faster.
 unexport PYTHONDONTWRITEBYTECODE
 
 # Debian packages the project needs: zbar decodes the EPC QR codes in the letter tests,
 # poppler's pdftoppm rasterises letters for it, DejaVu is the letters' font, Chromium runs
-# the browser tests (Playwright drives /usr/bin/chromium; its own download is not used).
-SYSTEM_PACKAGES := libzbar0 poppler-utils fonts-dejavu-core chromium
+# the browser tests (Playwright drives /usr/bin/chromium; its own download is not used),
+# Graphviz's `dot` lays out the dashboard's journey maps.
+SYSTEM_PACKAGES := libzbar0 poppler-utils fonts-dejavu-core chromium graphviz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install system demo test lint format bench clean lock
@@ -54,33 +59,32 @@ system:
 demo: $(STAMP) system
 	@rm -rf demo && mkdir -p demo
 	cd demo && $(PARCOURS) init
-	cd demo && $(PARCOURS) generate --debtors $(DEMO_DEBTORS) --seed 7 --out portfolio
-	cd demo && $(PARCOURS) import debtors portfolio/debtors.csv --creditor "Demo Energy"
-	cd demo && $(PARCOURS) import invoices portfolio/invoices.csv --creditor "Demo Energy"
-	cd demo && $(PARCOURS) import payments portfolio/payments.csv --creditor "Demo Energy"
-	cd demo && $(PARCOURS) survey import portfolio/survey_answers.csv --creditor "Demo Energy"
-	cd demo && $(PARCOURS) personas classify
-	cd demo && $(PARCOURS) personas explain D0000001
-	cd demo && $(PARCOURS) journeys list
-	cd demo && $(PARCOURS) run --at "$$(date -d 'today 10:00' +%FT%T)"
-	cd demo && $(PARCOURS) run --at "$$(date -d '+3 days 10:00' +%FT%T)"
-	cd demo && $(PARCOURS) run --at "$$(date -d '+10 days 10:00' +%FT%T)"
-	cd demo && $(PARCOURS) payments sample-statement --lines 2000 --out statement.xml --at "$$(date -d '+11 days 08:00' +%FT%T)"
-	cd demo && $(PARCOURS) payments import statement.xml --at "$$(date -d '+11 days 08:00' +%FT%T)"
-	cd demo && $(PARCOURS) payments unmatched --limit 5
-	cd demo && $(PARCOURS) run --at "$$(date -d '+11 days 10:00' +%FT%T)"
-	cd demo && $(PARCOURS) policy explain C-D0000001 --at "$$(date -d '+10 days 10:00' +%FT%T)"
-	cd demo && $(PARCOURS) messages preview --journey occasional --step send_r1 --lang nl --channel sms --case C-D0000001
-	@echo "written to demo/outbox/ (e-mails, SMS, letters): $$(ls demo/outbox | sed -E 's/^[^.]+\.//' | sort | uniq -c | tr -s ' ' | paste -sd,)"
+	@echo "== A portfolio of $(DEMO_DEBTORS) debtors placed $(DEMO_DAYS) days ago (survey answers from a sample)"
+	cd demo && $(PARCOURS) generate --debtors $(DEMO_DEBTORS) --seed 7 --as-of "$$(date -d '-$(DEMO_DAYS) days' +%F)" --out portfolio
+	@echo "== Import, classify, then $(DEMO_DAYS) days through the real engine: persona journeys vs the universal ladder"
+	cd demo && $(PARCOURS) simulate --portfolio portfolio --creditor "Demo Energy" --days $(DEMO_DAYS) --seeds $(DEMO_SEEDS) \
+		--strategy persona-vs-universal --strategy persona --strategy universal --adopt --report report.html
+	@echo "== The experiment's database is now demo/parcours.db: what the engine stored"
 	cd demo && $(PARCOURS) status
+	@echo "== Day $(DEMO_DAYS), for real: today's tick sends through demo/channels.yaml (files in demo/outbox/)"
+	cd demo && $(PARCOURS) run --at "$$(date -d 'today 10:00' +%FT%T)"
+	@echo "written to demo/outbox/: $$(ls demo/outbox | sed -E 's/^[^.]+\.//' | sort | uniq -c | tr -s ' ' | paste -sd,)"
+	cd demo && $(PARCOURS) personas explain D0000001
 	cd demo && $(PARCOURS) cases list --limit 5
+	@# The case with the oldest unpaid invoice: still open after the replay.
+	cd demo && $(PARCOURS) cases list --limit 1 --json | $(abspath $(PY)) -c 'import json, sys; print(json.load(sys.stdin)[0]["ref"])' > open-case
+	cd demo && $(PARCOURS) policy explain "$$(cat open-case)"
+	cd demo && $(PARCOURS) messages preview --journey occasional --step send_r1 --lang nl --channel sms --case "$$(cat open-case)"
+	cd demo && echo "$(DEMO_STRATEGIST_PASSWORD)" | $(PARCOURS) users add $(DEMO_STRATEGIST) --name "Demo Strategist" --role strategist --password-stdin
 	cd demo && echo "$(DEMO_AGENT_PASSWORD)" | $(PARCOURS) users add $(DEMO_AGENT) --name "Demo Agent" --role agent --password-stdin
 	@echo
-	@echo "Open the debtor's page and the agents' inbox: start the web app with"
+	@echo "The comparison with its charts: demo/report.html"
+	@echo "Start the web app with"
 	@echo "    cd demo && $(PARCOURS) serve"
-	@echo "then open this debtor's personal link (it asks the postcode printed below it):"
-	@cd demo && $(PARCOURS) cases link C-D0000001
-	@echo "and the inbox at http://localhost:8000/backoffice/ — sign in as $(DEMO_AGENT) / $(DEMO_AGENT_PASSWORD)"
+	@echo "the dashboard: http://localhost:8000/backoffice/dashboard — sign in as $(DEMO_STRATEGIST) / $(DEMO_STRATEGIST_PASSWORD)"
+	@echo "the inbox:     http://localhost:8000/backoffice/inbox — sign in as $(DEMO_AGENT) / $(DEMO_AGENT_PASSWORD)"
+	@echo "one debtor's page (it asks the postcode printed below it):"
+	@cd demo && $(PARCOURS) cases link "$$(cat open-case)"
 
 test: $(STAMP) system
 	$(PY) -m pytest

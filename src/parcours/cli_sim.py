@@ -96,6 +96,27 @@ def simulate(
         bool, typer.Option(help="Render every message's words (slower; counts SMS segments).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    creditor: Annotated[
+        str, typer.Option(help="The portfolio's creditor name in the simulation's databases.")
+    ] = "simulation",
+    save: Annotated[
+        bool,
+        typer.Option(
+            help="Store the comparison in the configured database for the dashboard "
+            "(under --creditor, which must exist there)."
+        ),
+    ] = False,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            help="Make the first strategy's seed-1 run the configured SQLite database "
+            "(demos and training: it refuses a database that holds cases); implies --save."
+        ),
+    ] = False,
+    report_html: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write the comparison as a self-contained HTML file."),
+    ] = None,
 ) -> None:
     """Compare strategies on a simulated replay of a portfolio through the real engine."""
     from parcours.settings import get_settings
@@ -114,23 +135,41 @@ def simulate(
     names = strategy or ["persona", "universal"]
     jobs = len(names) * seeds
     processes = workers if workers > 0 else min(os.cpu_count() or 1, jobs)
-    quiet = as_json or not _err.is_terminal
+    quiet = as_json
 
     def progress(text: str) -> None:
         if not quiet:
             _err.print(f"[dim]{escape(text)}[/]", highlight=False)
 
+    target = _adoptable(settings.database_url) if adopt else None
+    if save and not adopt:  # the creditor must be there before any work is done
+        from parcours.cli import _creditor, _unit_of_work
+
+        with _unit_of_work() as uow:
+            _creditor(uow, creditor)
     try:
         with _work_dir(work) as folder:
+            kept = keep or (folder / "runs" if adopt else None)
             report = run_simulation(
                 portfolio, names, days=days, seeds=seeds, work=folder, debtors=debtors,
-                workers=processes, costs=costs, render=render, keep=keep, settings=settings,
-                progress=progress,
+                workers=processes, costs=costs, render=render, keep=kept, settings=settings,
+                progress=progress, creditor=creditor,
             )  # fmt: skip
+            if target is not None and kept is not None:
+                _adopt(kept / f"{names[0]}-1.db", target)
+                progress(f"{names[0]} seed 1 is now the database {target}")
     except SimulationError as exc:
         _fail(str(exc))
+    data = report.as_dict()
+    if save or adopt:
+        _save(creditor, data)
+    if report_html is not None:
+        from parcours.sim.html_report import write_report
+
+        write_report(data, report_html)
+        progress(f"report written to {report_html}")
     if as_json:
-        sys.stdout.write(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return
     out = _out if _out.is_terminal else Console(soft_wrap=True, markup=False, width=160)
     out.print(_title(report))
@@ -140,9 +179,57 @@ def simulate(
             table.add_row(*row)
         out.print(table)
     out.print(
-        "± is the half-width of the 95 % interval across seeds; a difference row compares "
+        "± is the half-width of the 95 % interval across seeds ([low, high] where the "
+        "interval meets the figure's range, e.g. a rate at 0); a difference row compares "
         "two strategies seed by seed (same simulated debtors)."
     )
+
+
+def _adoptable(url: str) -> Path:
+    """The configured SQLite file, when it is absent or holds no case (checked first, so
+    that a refusal costs no simulation)."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        _fail("--adopt: the configured database must be a SQLite file")
+    path = Path(parsed.database)
+    if path.exists():
+        with contextlib.closing(sqlite3.connect(path)) as raw:
+            tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+            if "cases" in tables and raw.execute("SELECT 1 FROM cases LIMIT 1").fetchone():
+                _fail(f"--adopt: {path} holds cases; it replaces only an empty database")
+    return path
+
+
+def _adopt(run: Path, target: Path) -> None:
+    """Replace the (empty) configured database by the run's file."""
+    import shutil
+
+    from parcours.sim.run import checkpoint
+
+    checkpoint(run)
+    for leftover in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+        leftover.unlink(missing_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run, target)
+
+
+def _save(creditor: str, data: dict[str, Any]) -> None:
+    import datetime as dt
+
+    from parcours.cli import _audit, _creditor, _unit_of_work
+    from parcours.store.simulations import SimulationStore
+
+    with _unit_of_work() as uow:
+        owner = _creditor(uow, creditor)
+        now = dt.datetime.now(dt.UTC)
+        run_id = SimulationStore(uow.connection(), owner.id).save(data, now)
+        _audit(uow, now, "simulation.saved", owner, str(run_id))
+        uow.commit()
+    _err.print(f"saved as simulation run {run_id} of {owner.name}", highlight=False)
 
 
 def _title(report: Any) -> str:

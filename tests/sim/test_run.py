@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 import typer
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
@@ -20,7 +22,7 @@ from parcours.journeys.library import load_library
 from parcours.settings import Settings
 from parcours.sim.behaviour import CHANNELS, Population, load_behaviour
 from parcours.sim.portfolio import generate_portfolio
-from parcours.sim.report import SeedRun, compare, estimate, run_metrics
+from parcours.sim.report import SeedRun, _fmt, compare, estimate, run_metrics
 from parcours.sim.run import (
     Placement,
     SimulationError,
@@ -277,6 +279,18 @@ def test_estimates_across_seeds_are_student_t_intervals() -> None:
     single = estimate([5.0])
     assert single.mean == 5.0 and single.low is None
     assert estimate([]).mean is None
+    # A rate's interval is cut at 0 (never a negative complaint rate), and shown as such.
+    rate = estimate([0.0, 0.0, 0.003], bounds=(0.0, 1.0))
+    assert rate.low == 0.0 and rate.high is not None and rate.high > rate.mean
+    assert _fmt("pct", rate) == "0.1 [0.0, 0.5]"  # 0.1 ± 0.43
+    assert _fmt("pct", estimate([0.3, 0.4, 0.5], bounds=(0.0, 1.0))) == "40.0 ±24.8"
+
+
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=8))
+def test_a_rates_interval_holds_its_mean_within_the_rates_range(xs: list[float]) -> None:
+    e = estimate(xs, bounds=(0.0, 1.0))
+    assert e.low is not None and e.high is not None and e.mean is not None
+    assert 0.0 <= e.low <= e.mean + 1e-12 and e.mean - 1e-12 <= e.high <= 1.0
 
 
 def test_the_figures_of_a_hand_made_run() -> None:
@@ -335,3 +349,39 @@ def test_each_template_speaks_in_one_of_the_models_tones() -> None:
         if n.type in ("send", "task")
     }
     assert used - {None} <= set(TEMPLATE_TONES)
+
+
+def test_adopt_makes_a_run_the_database_and_saves_the_comparison(
+    portfolio: Path, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parcours.settings import get_settings
+
+    target = tmp_path / "demo.db"
+    monkeypatch.setenv("PARCOURS_DATABASE_URL", f"sqlite:///{target}")
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        base = ["simulate", "--portfolio", str(portfolio), "--work", str(work), "--days", "5"]
+        base += ["--seeds", "1", "--debtors", "40", "--workers", "1", "--json"]
+        adopted = runner.invoke(
+            _cli(), [*base, "--strategy", "persona", "--creditor", "Demo Energy", "--adopt"]
+        )
+        assert adopted.exit_code == 0, adopted.output
+        engine = connect(f"sqlite:///{target}")
+        try:
+            assert rows(engine, "SELECT name FROM creditors") == [("Demo Energy",)]
+            assert rows(engine, "SELECT COUNT(*) FROM cases") == [(40,)]
+            assert rows(engine, "SELECT COUNT(*) FROM outbox")[0][0] > 0
+            saved = rows(engine, "SELECT label, days, seeds, cases FROM simulation_runs")
+            assert saved == [("persona", 5, 1, 40)]
+        finally:
+            engine.dispose()
+        again = runner.invoke(_cli(), [*base, "--strategy", "persona", "--adopt"])
+        assert again.exit_code == 2 and "holds cases" in " ".join(again.output.split())
+        nobody = runner.invoke(
+            _cli(), [*base, "--strategy", "universal", "--save", "--creditor", "nobody"]
+        )
+        assert nobody.exit_code != 0
+        assert "no creditor named 'nobody'" in " ".join(nobody.output.split())
+    finally:
+        get_settings.cache_clear()

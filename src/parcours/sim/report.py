@@ -75,6 +75,17 @@ METRICS: Final = {
     "csat_mean": ("CSAT (1-5)", "num", True),
 }
 
+# The possible range of each kind of figure (a group's interval is cut to it).
+_BOUNDS: Final = {"pct": (0.0, 1.0), "money": (0.0, math.inf), "num": (0.0, math.inf)}
+_CSAT_BOUNDS: Final = (1.0, 5.0)
+
+
+def _bounds(metric: str) -> tuple[float, float]:
+    if metric == "csat_mean":
+        return _CSAT_BOUNDS
+    return _BOUNDS.get(METRICS[metric][1], (-math.inf, math.inf))
+
+
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -127,8 +138,13 @@ class Estimate:
         }
 
 
-def estimate(values: Iterable[float | None], confidence: float = 0.95) -> Estimate:
-    """Mean and Student-t interval of the defined values (one per seed)."""
+def estimate(
+    values: Iterable[float | None],
+    confidence: float = 0.95,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> Estimate:
+    """Mean and Student-t interval of the defined values (one per seed), the interval cut
+    to the figure's possible range (`bounds`: a rate cannot fall below 0)."""
     xs = tuple(float(v) for v in values if v is not None and math.isfinite(v))
     n = len(xs)
     if not n:
@@ -138,7 +154,8 @@ def estimate(values: Iterable[float | None], confidence: float = 0.95) -> Estima
         return Estimate(mean, None, None, n, xs)
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return Estimate(mean, mean - half, mean + half, n, xs)
+    low, high = bounds
+    return Estimate(mean, max(mean - half, low), min(mean + half, high), n, xs)
 
 
 def _exponent(currency: str) -> int:
@@ -314,7 +331,10 @@ def compare(
             arm,
             persona,
             sum(sizes[(strategy, arm, persona)]) / len(sizes[(strategy, arm, persona)]),
-            {m: estimate(values.get(m) for values in by_seed.values()) for m in METRICS},
+            {
+                m: estimate((values.get(m) for values in by_seed.values()), bounds=_bounds(m))
+                for m in METRICS
+            },
         )
         for (strategy, arm, persona), by_seed in per.items()
     ]
@@ -380,11 +400,16 @@ _TABLES: Final = (
 def _fmt(kind: str, e: Estimate, *, signed: bool = False) -> str:
     if e.mean is None:
         return "–"
-    half = None if e.low is None or e.high is None else (e.high - e.low) / 2
     sign = "+" if signed else ""
     scale, digits = {"pct": (100.0, 1), "money": (1.0, 3), "days": (1.0, 1)}.get(kind, (1.0, 2))
     text = f"{e.mean * scale:{sign}.{digits}f}"
-    return text if half is None else f"{text} ±{half * scale:.{digits}f}"
+    if e.low is None or e.high is None:
+        return text
+    below, above = (e.mean - e.low) * scale, (e.high - e.mean) * scale
+    if round(below, digits) == round(above, digits):
+        return f"{text} ±{above:.{digits}f}"
+    # Cut at the figure's range (a rate near 0): the interval itself, not a false ±.
+    return f"{text} [{e.low * scale:{sign}.{digits}f}, {e.high * scale:{sign}.{digits}f}]"
 
 
 def render_tables(report: SimulationReport) -> list[tuple[str, list[list[str]]]]:

@@ -94,6 +94,7 @@ __all__ = [
     "RecordingProvider",
     "SimulationError",
     "Strategy",
+    "checkpoint",
     "prepare",
     "run_seed",
     "simulate",
@@ -274,6 +275,7 @@ class Placement:
     placed_minor: IntArray
     due_day: IntArray  # oldest open due date, days after the first simulated day
     communication: list[str]  # the twelve digits that pay the whole case
+    creditor: str = CREDITOR  # the creditor's name in the simulation's databases
 
     def __len__(self) -> int:
         return len(self.case_refs)
@@ -300,6 +302,7 @@ class Placement:
             "placed_minor": self.placed_minor.tolist(),
             "due_day": self.due_day.tolist(),
             "communication": self.communication,
+            "creditor": self.creditor,
         }
         path.write_text(json.dumps(data), encoding="utf-8")
 
@@ -319,6 +322,7 @@ class Placement:
             placed_minor=np.array(data["placed_minor"], dtype=np.int64),
             due_day=np.array(data["due_day"], dtype=np.int64),
             communication=data["communication"],
+            creditor=data.get("creditor", CREDITOR),
         )
 
 
@@ -341,10 +345,10 @@ def _as_of(portfolio: Path, zone: str) -> dt.date:
     return dt.datetime.now(zoneinfo.ZoneInfo(zone)).date()
 
 
-def _cache_key(portfolio: Path, debtors: int | None, settings: Any) -> str:
+def _cache_key(portfolio: Path, debtors: int | None, settings: Any, creditor: str) -> str:
     from parcours.store.migrate import head_revision
 
-    parts: list[str] = [str(_BUILD_VERSION), head_revision(), str(debtors)]
+    parts: list[str] = [str(_BUILD_VERSION), head_revision(), str(debtors), creditor]
     parts += [
         str(settings.personas_dir),
         settings.default_persona,
@@ -414,6 +418,7 @@ def prepare(
     debtors: int | None = None,
     settings: Any = None,
     progress: Callable[[str], None] | None = None,
+    creditor: str = CREDITOR,
 ) -> Placement:
     """Import a portfolio directory (debtors.csv, invoices.csv, and payments.csv,
     survey_answers.csv, ground_truth.csv when there), classify it, and note its open
@@ -430,7 +435,7 @@ def prepare(
     if debtors is not None and debtors < 1:
         raise SimulationError(f"--debtors {debtors}: at least one debtor")
     work.mkdir(parents=True, exist_ok=True)
-    key = _cache_key(portfolio, debtors, settings)
+    key = _cache_key(portfolio, debtors, settings, creditor)
     saved = work / f"placement-{key}.json"
     if saved.exists() and (work / f"template-{key}.db").exists():
         return Placement.load(saved)
@@ -447,14 +452,14 @@ def prepare(
         building.with_name(building.name + "-shm"),
     ):
         stale.unlink(missing_ok=True)
-    placement = _build(source, building, database, settings, say)
-    _checkpoint(building)
+    placement = _build(source, building, database, settings, say, creditor)
+    checkpoint(building)
     building.rename(database)
     placement.save(saved)
     return placement
 
 
-def _checkpoint(path: Path) -> None:
+def checkpoint(path: Path) -> None:
     """Fold the write-ahead log into the file, so that one file copy is the database."""
     import sqlite3
 
@@ -464,7 +469,12 @@ def _checkpoint(path: Path) -> None:
 
 
 def _build(
-    portfolio: Path, path: Path, final: Path, settings: Any, say: Callable[[str], None]
+    portfolio: Path,
+    path: Path,
+    final: Path,
+    settings: Any,
+    say: Callable[[str], None],
+    name: str,
 ) -> Placement:
     from parcours.ingest import ImportKind, import_file
     from parcours.ingest.importer import ImportOptions, report_allows_commit
@@ -493,9 +503,9 @@ def _build(
         for kind in kinds:
             say(f"import {kind.value}")
             with UnitOfWork(engine) as uow:
-                creditor = uow.creditors.by_name(CREDITOR) or uow.creditors.add(CREDITOR, before)
+                creditor = uow.creditors.by_name(name) or uow.creditors.add(name, before)
                 options = ImportOptions(
-                    creditor_id=creditor.id, creditor_name=CREDITOR, now=before, default_zone=tz
+                    creditor_id=creditor.id, creditor_name=name, now=before, default_zone=tz
                 )
                 file = portfolio / f"{kind.value}.csv"
                 report = import_file(uow.connection(), kind, file, options)
@@ -505,7 +515,7 @@ def _build(
                 uow.commit()
         catalog = load_catalog(settings.personas_dir)
         with UnitOfWork(engine) as uow:
-            found = uow.creditors.by_name(CREDITOR)
+            found = uow.creditors.by_name(name)
             assert found is not None
             creditor = found
             answers = portfolio / "survey_answers.csv"
@@ -571,6 +581,7 @@ def _build(
         placed_minor=np.array([r[4] for r in rows], dtype=np.int64),
         due_day=np.array([r[5] for r in rows], dtype=np.int64),
         communication=[r[6] for r in rows],
+        creditor=name,
     )
 
 
@@ -827,7 +838,7 @@ class _Run:
         self.index = {ref: i for i, ref in enumerate(placement.case_refs)}
         self.recorder = RecordingProvider()
         self.channels = ChannelSet(
-            CREDITOR,
+            placement.creditor,
             _PROFILE,
             dict.fromkeys(Channel, (self.recorder, None)),
             get_renderer() if render else _Unrendered(),
@@ -1075,6 +1086,16 @@ class _Run:
                 rows.append((case, debtor, kind, when, payload))
                 self.counts[kind] += 1
 
+        # Carriers confirm the delivery of e-mails and SMS (a letter's is never known).
+        for j, (i, code, task) in enumerate(
+            zip(today.debtor, today.channel, today.task, strict=True)
+        ):
+            channel = CHANNELS[code]
+            if not task and channel in ("email", "sms"):
+                case, debtor = cases[i]
+                payload = {"attempt_id": today.attempt[j], "channel": channel}
+                rows.append((case, debtor, "message.delivered", at, payload))
+                self.counts["message.delivered"] += 1
         # Only e-mail opens are reported (a pixel); a click is the pay link's page; a
         # reply comes back by e-mail or SMS (a letter's or a call's answer is a call).
         add("message.opened", outcome.opened.debtor, outcome.opened.contact, ("email",))
@@ -1381,12 +1402,14 @@ def simulate(
     keep: Path | None = None,
     settings: Any = None,
     progress: Callable[[str], None] | None = None,
+    creditor: str = CREDITOR,
 ) -> Any:
     """Run every strategy on seeds 1..`seeds` and compare them (a `SimulationReport`).
 
     Runs go to `workers` processes (each on its own database copy); the report does not
     depend on how many. With `keep`, each run's database stays there as
-    `<strategy>-<seed>.db` (what the engine stored: for the analytics and the dashboard)."""
+    `<strategy>-<seed>.db` (what the engine stored: for the analytics and the dashboard).
+    `creditor` names the portfolio's creditor in those databases."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -1408,7 +1431,9 @@ def simulate(
         raise SimulationError(f"--strategy: a strategy is given twice ({', '.join(names)})")
     say = progress or (lambda _text: None)
     started = time.perf_counter()
-    placement = prepare(portfolio, work, debtors=debtors, settings=settings, progress=say)
+    placement = prepare(
+        portfolio, work, debtors=debtors, settings=settings, progress=say, creditor=creditor
+    )
     prepared = time.perf_counter() - started
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
@@ -1430,6 +1455,7 @@ def simulate(
     info = {
         "portfolio": str(portfolio),
         "cases": len(placement),
+        "creditor": placement.creditor,
         "start": placement.start.isoformat(),
         "strategies": {name: strategies(library)[name] for name in names},
         "seconds": {

@@ -7,8 +7,9 @@ back-office page (such as the strategists' dashboard) uses to get the `CurrentUs
 Routes: `GET|POST /backoffice/login`, `POST /backoffice/logout`, `GET /backoffice/`
 (to the inbox), `GET /backoffice/inbox`, `GET /backoffice/inbox/{conversation}`,
 `POST /backoffice/inbox/{conversation}/reply|promise|plan|dispute|resolve|pause|resume`,
-`GET /backoffice/tasks`, `GET|POST /backoffice/tasks/{attempt}`, and the agent's
-WebSocket `/backoffice/ws/{conversation}`.
+`GET /backoffice/tasks`, `GET|POST /backoffice/tasks/{attempt}`, the agent's
+WebSocket `/backoffice/ws/{conversation}`, and the strategists' dashboard under
+`/backoffice/dashboard` (`parcours.web.backoffice.dashboard`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def mount_backoffice(
     """Add the back office's routes to `app` (its state must hold engine, settings,
     chat_hub and secret). `clock` and `hasher` serve tests; both can also be replaced
     later on `app.state.backoffice`."""
-    from parcours.web.backoffice import inbox, login, tasks
+    from parcours.web.backoffice import dashboard, inbox, login, tasks
 
     settings = app.state.settings
     templates = Jinja2Templates(directory=TEMPLATE_DIR)
@@ -66,6 +67,7 @@ def mount_backoffice(
     app.include_router(login.router, include_in_schema=False)
     app.include_router(inbox.router, include_in_schema=False)
     app.include_router(tasks.router, include_in_schema=False)
+    dashboard.install(app)
 
     async def sign_in_first(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SignInRequired)

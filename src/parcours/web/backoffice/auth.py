@@ -191,6 +191,11 @@ def safe_next(path: str | None) -> str:
     return f"{PATH}/inbox"
 
 
+def landing(role: str) -> str:
+    """A user's first page: agents work the inbox, the others read the dashboard."""
+    return f"{PATH}/inbox" if role == "agent" else f"{PATH}/dashboard"
+
+
 def sign_in_url(next_path: str) -> str:
     if next_path and next_path != f"{PATH}/inbox":
         return f"{PATH}/login?next={quote(next_path, safe='/')}"

@@ -24,6 +24,7 @@ from parcours.web.backoffice.auth import (
     CurrentUser,
     Refused,
     form_of,
+    landing,
     new_login_cookie,
     office_of,
     require_user,
@@ -78,7 +79,7 @@ async def login(request: Request) -> Response:
         raise Refused(403, "This form has expired", "Reload the sign-in page and try again.")
     email = str(form.get("email", "")).strip()[:254]
     password = str(form.get("password", ""))
-    next_path = safe_next(str(form.get("next", "")))
+    asked = str(form.get("next", ""))
 
     def attempt() -> tuple[SignIn, str | None]:
         now = office.now()
@@ -98,9 +99,13 @@ async def login(request: Request) -> Response:
                 )
         return outcome, token
 
-    _, token = await run_in_threadpool(attempt)
-    if token is None:
-        return _login_page(request, email=email, next_path=next_path, error=FAILED, status=401)
+    outcome, token = await run_in_threadpool(attempt)
+    if token is None or outcome.user is None:
+        return _login_page(
+            request, email=email, next_path=safe_next(asked) if asked else "", error=FAILED,
+            status=401,
+        )  # fmt: skip
+    next_path = safe_next(asked) if asked else landing(outcome.user.role)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         SESSION_COOKIE, token, path=PATH, httponly=True, samesite="lax", secure=office.secure,
