@@ -146,8 +146,8 @@ def _kind(figure: str) -> str:
 
 
 def _half(mean: float, low: float | None, high: float | None, kind: str) -> str:
-    """" ± h" for a symmetric interval; "[low, high]" where it was cut at the figure's
-    range (a share near 0), so that no false ± is shown."""
+    """The interval as " ± h" when symmetric, as " [low, high]" where it was cut at the
+    figure's range (a share near 0), so that no false ± is shown."""
     if low is None or high is None:
         return ""
     scale, digits = {"pct": (100.0, 1), "money": (1.0, 3), "days": (1.0, 1)}.get(kind, (1.0, 2))
