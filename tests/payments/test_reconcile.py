@@ -627,3 +627,27 @@ def test_allocation_pays_the_named_invoice_or_the_oldest_first(
     ]
     if short:  # nothing newer than the first invoice not paid in full gets anything
         assert not any(paid.get(invoice_id) for invoice_id, _, _ in ordered[short[0] + 1 :])
+
+
+_WORDS = st.sampled_from(
+    ["Jan", "Peeters", "peeters", "Dubois", "Marie-Claire", "Van", "den", "Bossche", "Dhr.",
+     "Mme", "NV", "Gérard", "José", "O'Brien", "jan", "S.A.", "&", "Ëlise", "Janssens"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_WORDS, min_size=1, max_size=4).map(" ".join),
+    st.lists(_WORDS, min_size=1, max_size=4).map(" ".join),
+    st.sampled_from([12_500, 12_000, 30_000]),
+)
+def test_a_candidate_given_its_stored_name_key_scores_as_with_its_name(
+    debtor: str, payer: str, amount: int
+) -> None:
+    """The store hands over each debtor's `name_key` (its normalised words, sorted), so the
+    name is not normalised again for every candidate; names are compared word by word in
+    any order, so the score and the reasons are the same."""
+    line = make_line(amount_minor=amount, name=payer, text="paiement")
+    plain = make_candidate(name=debtor)
+    keyed = Candidate(plain.case_id, plain.invoices, debtor, name_key=name_key(debtor))
+    assert score(line, keyed) == score(line, plain)

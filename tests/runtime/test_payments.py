@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
+from parcours.ingest import ImportKind
 from parcours.payments.camt import write_camt
 from parcours.payments.coda import write_coda
 from parcours.payments.statements import Statement, StatementError, StatementLine
 from parcours.runtime.payments import MatchError, import_statement, match_line
-from parcours.sim.statement import for_coda
+from parcours.sim.statement import for_coda, synthetic_statement
 from parcours.store.schema import (
     BankTransactionRow,
     CaseRow,
@@ -254,3 +256,177 @@ def test_a_psp_payout_is_not_booked_again(loaded: Engine) -> None:
     assert report.ignored == {"psp payout": 1} and not report.booked and not report.unmatched
     [(status, reason)] = rows(loaded, BankTransactionRow.status, BankTransactionRow.reason)
     assert status == "ignored" and "webhooks" in reason
+
+
+# -- a statement of hundreds of lines ----------------------------------------------------
+# Large enough for the bulk paths: lookups of more than 50 cases, inserts of several
+# statements' worth of rows, the fuzzy scan over every open invoice.
+
+BULK_DAY = dt.date(2026, 12, 3)
+
+
+def bulk_portfolio(engine: Engine, folder: Path) -> Any:
+    """A generated portfolio of 150 debtors (about 500 open invoices); its creditor."""
+    from parcours.ingest import import_file
+    from parcours.ingest.importer import ImportOptions, report_allows_commit
+    from parcours.sim.portfolio import generate_portfolio
+
+    if not (folder / "invoices.csv").exists():
+        generate_portfolio(folder, debtors=150, seed=5, as_of=BULK_DAY, survey_share=0.0)
+    for kind in (ImportKind.DEBTORS, ImportKind.INVOICES):
+        with UnitOfWork(engine) as uow:
+            owner = uow.creditors.by_name("bulk") or uow.creditors.add("bulk", NOW)
+            options = ImportOptions(creditor_id=owner.id, creditor_name="bulk", now=NOW)
+            report = import_file(uow.connection(), kind, folder / f"{kind.value}.csv", options)
+            assert report_allows_commit(report) and not report.errors
+            uow.commit()
+    return owner.id
+
+
+def bulk_statement(engine: Engine, owner: Any) -> Statement:
+    """The simulator's mix of payers (structured communication, typed in the text, name
+    and amount, unknown), then lines that take the other paths: two payments of one
+    invoice of which the second pays more than is left, a payment with an end-to-end id,
+    a debit and a foreign currency."""
+    with engine.connect() as connection:
+        made, _ = synthetic_statement(connection, owner, 300, BULK_DAY, seed=3)
+        first, second = connection.execute(
+            select(InvoiceRow.structured_communication, InvoiceRow.amount_minor)
+            .where(InvoiceRow.creditor_id == owner)
+            .order_by(InvoiceRow.due_date.desc(), InvoiceRow.ref)
+            .limit(2)
+        ).all()
+    extra = [
+        line("X-1", first[1] - 100, structured=first[0]),
+        line("X-2", 5_000, structured=first[0]),
+        line("X-3", second[1], structured=second[0], end_to_end_id="E2E-BULK"),
+        line("X-4", -2_500, text="bank fees"),
+        dataclasses.replace(line("X-5", 1_000, structured=second[0]), currency="USD"),
+    ]
+    return dataclasses.replace(made, lines=[*made.lines, *extra])
+
+
+def outcome(engine: Engine) -> dict[str, list[Any]]:
+    """What an import stored, by references only (ids differ between databases)."""
+    t, p, i, e, c = BankTransactionRow, PaymentRow, InvoiceRow, EventRow, CaseRow
+    with engine.connect() as connection:
+        cases = dict(connection.execute(select(c.id, c.ref)).all())
+        invoices = dict(connection.execute(select(i.id, i.ref)).all())
+        lines = dict(connection.execute(select(t.id, t.bank_ref)).all())
+
+        def each(*columns: Any) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in connection.execute(select(*columns)).all()]
+
+        return {
+            "lines": sorted(
+                (ref, status, method, score, cases.get(case), reason, amount)
+                for ref, status, method, score, case, reason, amount in each(
+                    t.bank_ref, t.status, t.method, t.score, t.case_id, t.reason, t.amount_minor
+                )
+            ),
+            "payments": sorted(
+                (ref, cases[case], invoices.get(invoice), amount, lines.get(line_id), gone)
+                for ref, case, invoice, amount, line_id, gone in each(
+                    p.ref,
+                    p.case_id,
+                    p.invoice_id,
+                    p.amount_minor,
+                    p.transaction_id,
+                    p.reversed_at.is_not(None),
+                )
+            ),
+            "paid": sorted(each(i.ref, i.paid_minor)),
+            "events": sorted(
+                (cases.get(case), kind, sorted(payload.items()))
+                for case, kind, payload in each(e.case_id, e.type, e.payload)
+            ),
+            "closed": sorted(each(c.ref, c.status)),
+        }
+
+
+def test_a_large_statement_books_each_line_once_and_every_cent_where_it_belongs(
+    engine: Engine, tmp_path: Path
+) -> None:
+    owner = bulk_portfolio(engine, tmp_path / "portfolio")
+    data = write_camt([bulk_statement(engine, owner)])
+    [report] = import_statement(engine, owner, data, NOW)
+    assert report.lines == 305 and report.already_imported == 0
+    assert report.ignored == {"debit": 1, "foreign currency": 1}
+    assert sum(report.booked.values()) + report.unmatched + 2 == report.lines
+    assert {"ogm", "ogm_text", "fuzzy"} <= set(report.booked) and report.unmatched
+    stored = outcome(engine)
+    assert len(stored["lines"]) == report.lines
+    # Each matched line is paid out exactly, over its case's invoices and a credit.
+    paid_by_line: Counter[str] = Counter()
+    for _ref, _case, _invoice, amount, line_ref, _gone in stored["payments"]:
+        paid_by_line[line_ref] += amount
+    matched = {r: a for r, s, _m, _sc, _c, _re, a in stored["lines"] if s == "matched"}
+    assert paid_by_line == Counter(matched) and len(matched) == sum(report.booked.values())
+    # An invoice's paid amount is the sum of its payments, and never more than it owes.
+    per_invoice: Counter[str] = Counter()
+    for _ref, _case, invoice, amount, _line, _gone in stored["payments"]:
+        if invoice is not None:
+            per_invoice[invoice] += amount
+    owed = dict(rows(engine, InvoiceRow.ref, InvoiceRow.amount_minor))
+    assert all(per_invoice[ref] == paid <= owed[ref] for ref, paid in stored["paid"])
+    # One journey event per booked payment, on the line's case, for its amount.
+    booked_events = Counter(
+        (case, dict(payload)["amount_minor"])
+        for case, kind, payload in stored["events"]
+        if kind == "payment.booked"
+    )
+    by_line = Counter((c, a) for _r, s, _m, _sc, c, _re, a in stored["lines"] if s == "matched")
+    assert booked_events == by_line
+    # case.paid exactly for the touched cases left owing nothing.
+    paid_off = {case for _ref, case, *_ in stored["payments"]} - set(cases_owing(engine))
+    paid_events = {case for case, kind, _ in stored["events"] if kind == "case.paid"}
+    assert paid_events == paid_off and report.cases_paid == len(paid_events)
+    # The same file again books nothing; a reversal by end-to-end id undoes its line.
+    [again] = import_statement(engine, owner, data, NOW)
+    assert again.already_imported == again.lines and outcome(engine) == stored
+    reversal = line("X-9", -1, reversal=True, end_to_end_id="E2E-BULK")
+    [undone] = import_statement(engine, owner, write_camt([statement(reversal, sid="bulk-2")]), NOW)
+    assert undone.reversals == 1
+
+
+def cases_owing(engine: Engine) -> list[str]:
+    """The refs of the cases with an invoice still open."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(CaseRow.ref)
+                .join(InvoiceRow, InvoiceRow.case_id == CaseRow.id)
+                .where(InvoiceRow.paid_minor < InvoiceRow.amount_minor)
+                .distinct()
+            ).scalars()
+        )
+
+
+@pytest.mark.postgres
+def test_a_large_statement_books_the_same_on_sqlite_and_postgresql(
+    sqlite_template: Path, pg_url: str, tmp_path: Path
+) -> None:
+    """SQLite takes its own paths (JSON lists, literals, rowids, several rows an INSERT),
+    PostgreSQL the staged tables and COPY: the same file books the same."""
+    import shutil
+
+    from sqlalchemy import text
+
+    from parcours.store.db import connect
+    from parcours.store.schema import Base
+
+    shutil.copyfile(sqlite_template, tmp_path / "bulk.db")
+    results, data = [], b""
+    for url in (f"sqlite:///{tmp_path / 'bulk.db'}", pg_url):
+        engine = connect(url)
+        if url == pg_url:
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            with engine.begin() as connection:
+                connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+        owner = bulk_portfolio(engine, tmp_path / "portfolio")
+        data = data or write_camt([bulk_statement(engine, owner)])  # one file for both
+        [report] = import_statement(engine, owner, data, NOW)
+        results.append((report.as_dict(), outcome(engine)))
+        engine.dispose()
+    assert results[0][0]["booked"] > 200
+    assert results[0] == results[1]

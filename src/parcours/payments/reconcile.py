@@ -162,7 +162,9 @@ class Candidate:
 
     `invoices` are the case's open invoices as (invoice id, open amount in minor units,
     due date); `iban` is an account the debtor paid from before; `refs` are the invoice
-    and case references a debtor may type; `ogms` the case's structured communications.
+    and case references a debtor may type; `ogms` the case's structured communications;
+    `name_key` the debtor's name as stored for lookups (`parcours.domain.names.name_key`):
+    names are compared word by word in any order, so it stands for the normalised name.
     """
 
     case_id: object
@@ -171,6 +173,7 @@ class Candidate:
     iban: str | None = None
     refs: frozenset[str] = frozenset()
     ogms: frozenset[str] = frozenset()
+    name_key: str | None = field(default=None, repr=False, compare=False)
     # Precomputed once, compared for every line the candidate is offered for.
     balance_minor: int = field(init=False, repr=False, compare=False)
     _name: str = field(init=False, repr=False, compare=False)
@@ -192,7 +195,10 @@ class Candidate:
         for invoice_id, open_minor, _due in _oldest_first(self.invoices):
             by_amount.setdefault(open_minor, invoice_id)
         object.__setattr__(self, "balance_minor", balance)
-        object.__setattr__(self, "_name", normalise_name(self.debtor_name))
+        key = self.name_key
+        object.__setattr__(
+            self, "_name", key if key is not None else normalise_name(self.debtor_name)
+        )
         object.__setattr__(self, "_iban", _compact_iban(self.iban) if self.iban else None)
         object.__setattr__(self, "_refs", frozenset(r.upper() for r in self.refs))
         object.__setattr__(self, "_by_amount", by_amount)
@@ -360,6 +366,7 @@ def choose(line: StatementLine, candidates: Iterable[Candidate]) -> Match | None
 # Payment service providers whose payouts reach the creditor's account: the payments in
 # a payout were booked one by one from the PSP's webhooks, so the payout itself is not.
 PSP_PAYERS: Final = frozenset({"mollie", "stripe", "adyen", "buckaroo", "multisafepay"})
+_PSP_IN_NAME: Final = re.compile("|".join(sorted(PSP_PAYERS)))
 
 
 def classify_line(line: StatementLine, expected_currency: str = "EUR") -> str | None:
@@ -376,7 +383,7 @@ def classify_line(line: StatementLine, expected_currency: str = "EUR") -> str | 
         return "foreign currency"
     name = (line.counterparty_name or "").casefold()
     # A substring test first: this runs for every line of a statement.
-    if any(p in name for p in PSP_PAYERS) and PSP_PAYERS & set(normalise_name(name).split()):
+    if _PSP_IN_NAME.search(name) and PSP_PAYERS & set(normalise_name(name).split()):
         return "psp payout"
     return None
 

@@ -10,9 +10,16 @@ A line already imported (same account and bank reference) is never booked twice.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
+import json
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from typing import Any, Final, cast
 
 from rapidfuzz import fuzz
@@ -83,6 +90,9 @@ class StatementReport:
     ignored: Counter[str] = field(default_factory=Counter)  # by reason
     reversals: int = 0
     cases_paid: int = 0
+    # Wall seconds per phase (parse, match, fuzzy, book, ..., commit): for the benchmark,
+    # never stored (the stored report stays the same for the same file).
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,17 +130,20 @@ class PaymentBooker:
         self._created = w.timestamp(now)
         self.payments: list[tuple[Any, ...]] = []
         self.paid: Counter[Key] = Counter()
-        self.events: list[tuple[Key, Key | None, str, dt.datetime, dict[str, Any]]] = []
+        self.events: list[tuple[Key, Key | None, str, dt.datetime, dict[str, Any] | str]] = []
         self.touched: dict[Key, Key | None] = {}  # case → debtor
         self._owed_nothing: set[Key] = set()  # cases with nothing open before (a credit)
+        self._new_id = w.new_id
+        self._stamps: dict[dt.datetime, Any] = {}  # paid_at → storage form
+        self._tails: dict[tuple[str, str, str | None], str] = {}  # payloads' JSON tails
 
     def _payment(
         self, case: Key, invoice: Key | None, ref: str, amount: int, currency: str,
         paid_at: Any, source: str, transaction: Key | None,
     ) -> None:  # fmt: skip
-        digest = int.from_bytes(hashlib.blake2b(ref.encode(), digest_size=7).digest())
+        digest = int.from_bytes(blake2b(ref.encode(), digest_size=7).digest())
         self.payments.append(
-            (self.store.writer.new_id(), case, invoice, ref, amount, currency, paid_at, source,
+            (self._new_id(), case, invoice, ref, amount, currency, paid_at, source,
              digest, self._created, transaction)
         )  # fmt: skip
         if invoice is not None:
@@ -140,12 +153,27 @@ class PaymentBooker:
         self, case: Key, debtor: Key | None, amount: int, currency: str, source: str,
         method: str | None, credit: int,
     ) -> None:  # fmt: skip
-        payload: dict[str, Any] = {"amount_minor": amount, "currency": currency}
-        payload |= {"source": source, "method": method or source}
+        payload: dict[str, Any] | str
         if credit:
-            payload["credit_minor"] = credit
+            payload = {"amount_minor": amount, "currency": currency}
+            payload |= {"source": source, "method": method or source, "credit_minor": credit}
+        else:
+            # The JSON text json.dumps would write, its constant tail made once per kind.
+            tail = self._tails.get((currency, source, method))
+            if tail is None:
+                tail = json.dumps(
+                    {"currency": currency, "source": source, "method": method or source}
+                )
+                self._tails[(currency, source, method)] = tail = tail[1:]
+            payload = f'{{"amount_minor": {int(amount)}, {tail}'
         self.events.append((case, debtor, "payment.booked", self.now, payload))
         self.touched[case] = debtor
+
+    def _stamp(self, paid_at: dt.datetime) -> Any:
+        stamp = self._stamps.get(paid_at)
+        if stamp is None:
+            stamp = self._stamps[paid_at] = self.store.writer.timestamp(paid_at)
+        return stamp
 
     def book_invoice(
         self, case: Key, debtor: Key | None, invoice: Key, amount_minor: int, currency: str,
@@ -153,7 +181,7 @@ class PaymentBooker:
         method: str | None = None,
     ) -> None:  # fmt: skip
         """Book a payment no larger than what is open on `invoice`."""
-        at = self.store.writer.timestamp(paid_at)
+        at = self._stamp(paid_at)
         self._payment(case, invoice, ref, amount_minor, currency, at, source, transaction)
         self._event(case, debtor, amount_minor, currency, source, method, 0)
 
@@ -191,7 +219,7 @@ class PaymentBooker:
             for key, open_minor, due in invoices
             if open_minor - paid_now.get(key, 0) > 0
         ]
-        at = self.store.writer.timestamp(paid_at)
+        at = self._stamp(paid_at)
         parts = [*allocations, *([(None, credit)] if credit else [])]
         for n, (invoice_key, part) in enumerate(parts):
             part_ref = ref if len(parts) == 1 else f"{ref}#{n + 1}"
@@ -199,18 +227,36 @@ class PaymentBooker:
         self._event(case.case, case.debtor, amount_minor, currency, source, method, credit)
         return credit
 
-    def flush(self) -> int:
-        """Write what was booked; returns how many cases this made fully paid."""
+    def flush(self, lap: Callable[[str], None] | None = None) -> int:
+        """Write what was booked; returns how many cases this made fully paid. `lap`
+        times the phases (payments, events)."""
         store = self.store
         store.add_payments(self.payments)
         store.add_paid(dict(self.paid))
+        if lap:
+            lap("payments")
         paid_off = store.paid_off(c for c in self.touched if c not in self._owed_nothing)
         for case in paid_off:
             self.events.append((case, self.touched[case], "case.paid", self.now, {}))
         store.add_events(self.events)
+        if lap:
+            lap("events")
         self.payments, self.events, self.paid, self.touched = [], [], Counter(), {}
         self._owed_nothing = set()
         return len(paid_off)
+
+
+class _Laps:
+    """Adds the wall time since the previous lap to a phase of `seconds`."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
+        self.last = now
 
 
 def _paid_at(day: dt.date) -> dt.datetime:
@@ -231,18 +277,65 @@ class _Line:
     reason: str | None = None
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """An import makes millions of small objects that form no cycles; the cycle
+    collector's passes over them cost a tenth of its time, so it waits until the end."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# SQLite reads the database file through a memory map of up to this size during an
+# import: looking a statement up touches some 100,000 pages of invoices at random, each
+# otherwise a read() call and a copy (a third of the time of the lookups).
+MAPPED_BYTES: Final = 1 << 30
+
+
+@contextmanager
+def _file_mapped(connection: Connection) -> Iterator[None]:
+    """On SQLite, memory-map the database file while the block runs (outside any
+    transaction), then restore the connection's own setting."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    (before,) = raw.execute("PRAGMA mmap_size").fetchone()
+    raw.execute(f"PRAGMA mmap_size={MAPPED_BYTES}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA mmap_size={int(before)}")
+
+
 def import_statement(
     engine: Engine, creditor_id: Any, data: bytes, now: dt.datetime, *, actor: str = "cli"
 ) -> list[StatementReport]:
     """Read, reconcile and book every statement of a file, in one transaction: a file that
     cannot be read raises StatementError and books nothing."""
-    statements = read_statements(data)
-    digest = hashlib.sha256(data).hexdigest()
-    with engine.begin() as connection:
-        return [
-            import_one(connection, creditor_id, statement, digest, now, actor)
-            for statement in statements
-        ]
+    started = time.perf_counter()
+    with _collector_paused(), ThreadPoolExecutor(1) as hasher:
+        # hashlib lets go of the interpreter while it hashes: the digest is made on the
+        # other core while the file is parsed.
+        hashing = hasher.submit(hashlib.sha256, data)
+        statements = read_statements(data)
+        parsed = time.perf_counter()
+        digest = hashing.result().hexdigest()
+        with engine.connect() as connection, _file_mapped(connection), connection.begin():
+            reports = [
+                import_one(connection, creditor_id, statement, digest, now, actor)
+                for statement in statements
+            ]
+            committing = time.perf_counter()
+    if reports:
+        reports[0].seconds = {"parse": parsed - started, **reports[0].seconds}
+        reports[-1].seconds["commit"] = time.perf_counter() - committing
+    return reports
 
 
 def import_one(
@@ -257,6 +350,7 @@ def import_one(
     account = statement.account_iban
     report = StatementReport(statement.format, account, statement.statement_id)
     report.lines = len(statement.lines)
+    lap = _Laps(report.seconds)
     if store.statement_exists(account, statement.statement_id, digest):
         report.already_imported = report.lines  # the very same file: nothing to do
         return report
@@ -294,17 +388,28 @@ def import_one(
                 _IGNORED.get(why, why).format(currency=item.line.currency, ours=currency),
             )
             report.ignored[why] += 1
-    _match(store, credits)
+    lap("known")
+    fuzzy = _match(store, credits)
+    lap("match")
+    infos = _match_fuzzy(store, fuzzy)
+    lap("fuzzy")
     booker = PaymentBooker(store, now)
     whole = _whole_cases(credits)
-    infos = store.cases(whole)
+    # The cases read for scoring are read once: nothing was written since.
+    infos = {case: infos[case] for case in whole if case in infos} | store.cases(
+        case for case in whole if case not in infos
+    )
+    days: dict[dt.date, dt.datetime] = {}
     for item in credits:
         if item.case is None:
             report.unmatched += 1
             report.unmatched_minor += item.line.amount_minor
             continue
         credit = 0
-        paid_at, ref = _paid_at(item.line.booked_on), f"bank:{account}:{item.line.ref}"
+        paid_at = days.get(item.line.booked_on)
+        if paid_at is None:
+            paid_at = days[item.line.booked_on] = _paid_at(item.line.booked_on)
+        ref = f"bank:{account}:{item.line.ref}"
         if item.case in whole:
             credit = booker.book(
                 infos[item.case], item.line.amount_minor, item.line.currency, paid_at, ref,
@@ -321,19 +426,20 @@ def import_one(
         report.booked[item.method or "?"] += 1
         report.booked_minor += item.line.amount_minor
         report.credit_minor += credit
-    report.cases_paid = booker.flush()
+    lap("allocate")
+    report.cases_paid = booker.flush(lap)
     store.add_transactions(
-        [
-            _transaction_row(store, statement_key, account, i, now, actor)
-            for i in credits + [i for i in lines if i.status == "ignored"]
-        ]
-    )
+        _transaction_rows(
+            store, statement_key, account, credits + [i for i in lines if i.status == "ignored"],
+            now, actor,
+        )
+    )  # fmt: skip
+    lap("lines")
     for item in reversals:
         _reverse(store, account, item, now, report)
-    store.add_transactions(
-        [_transaction_row(store, statement_key, account, i, now, actor) for i in reversals]
-    )
+    store.add_transactions(_transaction_rows(store, statement_key, account, reversals, now, actor))
     store.set_statement_report(statement_key, report.as_dict())
+    lap("reversals")
     return report
 
 
@@ -364,24 +470,37 @@ def _whole_cases(lines: list[_Line]) -> set[Key]:
     return whole
 
 
-def _transaction_row(
-    store: PaymentStore, statement: Key, account: str, item: _Line, now: dt.datetime, actor: str
-) -> tuple[Any, ...]:
-    line, w = item.line, store.writer
-    matched = item.status in ("matched", "reversal") and item.case is not None
-    return (
-        item.key, statement, account, line.ref, store.date(line.booked_on),
-        store.date(line.value_on) if line.value_on else None, line.amount_minor, line.currency,
-        line.reversal, line.structured, line.text or None, line.counterparty_name,
-        line.counterparty_iban, line.end_to_end_id, line.bank_code, item.status, item.method,
-        item.score, item.case, item.reason, w.timestamp(now) if matched else None,
-        actor if matched else None,
-    )  # fmt: skip
+def _transaction_rows(
+    store: PaymentStore, statement: Key, account: str, items: list[_Line], now: dt.datetime,
+    actor: str,
+) -> list[tuple[Any, ...]]:  # fmt: skip
+    """The statement lines as stored, in TRANSACTION_COLUMNS order without the creditor."""
+    stamp = store.writer.timestamp(now)
+    days: dict[dt.date | None, Any] = {None: None}  # a statement has few distinct days
+    rows = []
+    for item in items:
+        line = item.line
+        booked, valued = days.get(line.booked_on), days.get(line.value_on, days)
+        if booked is None:
+            booked = days[line.booked_on] = store.date(line.booked_on)
+        if valued is days:
+            assert line.value_on is not None
+            valued = days[line.value_on] = store.date(line.value_on)
+        matched = item.case is not None and item.status in ("matched", "reversal")
+        rows.append(
+            (item.key, statement, account, line.ref, booked, valued, line.amount_minor,
+             line.currency, line.reversal, line.structured, line.text or None,
+             line.counterparty_name, line.counterparty_iban, line.end_to_end_id, line.bank_code,
+             item.status, item.method, item.score, item.case, item.reason,
+             stamp if matched else None, actor if matched else None)
+        )  # fmt: skip
+    return rows
 
 
-def _match(store: PaymentStore, lines: list[_Line]) -> None:
-    """Find each line's case: structured communication, text, references, then scores."""
-    texts = {id(item): ogms_in_text(item.line.text) for item in lines}
+def _match(store: PaymentStore, lines: list[_Line]) -> list[_Line]:
+    """Find each line's case by structured communication, in the text too, then by
+    reference; returns the lines left for a score (`_match_fuzzy`)."""
+    texts = {id(item): ogms_in_text(item.line.text) for item in lines if item.line.text}
     wanted = {item.line.structured for item in lines if item.line.structured}
     wanted.update(o for found in texts.values() for o in found)
     targets = store.ogm_targets(wanted)
@@ -392,7 +511,7 @@ def _match(store: PaymentStore, lines: list[_Line]) -> None:
             item.case, item.invoice, item.debtor, item.open_minor = targets[structured]
             item.method = "ogm"
             continue
-        hits = {targets[o] for o in texts[id(item)] if o in targets}
+        hits = {targets[o] for o in texts.get(id(item), ()) if o in targets}
         if len(hits) == 1:
             (item.case, item.invoice, item.debtor, item.open_minor) = hits.pop()
             item.method = "ogm_text"
@@ -401,7 +520,7 @@ def _match(store: PaymentStore, lines: list[_Line]) -> None:
         else:
             rest.append(item)
     if not rest:
-        return
+        return []
     tokens = {id(item): refs_in_text(item.line.text) for item in rest}
     refs = store.ref_targets({t for found in tokens.values() for t in found})
     fuzzy = []
@@ -411,24 +530,32 @@ def _match(store: PaymentStore, lines: list[_Line]) -> None:
             item.case, item.method = cases.pop(), "ref"
         else:
             fuzzy.append(item)
-    _match_fuzzy(store, fuzzy)
+    return fuzzy
 
 
-def _match_fuzzy(store: PaymentStore, lines: list[_Line]) -> None:
+def _match_fuzzy(store: PaymentStore, lines: list[_Line]) -> dict[Key, CaseInfo]:
     """Candidates by the payer's IBAN (known from earlier matches), name (the debtors
     whose name has the same words) and amount, scored on amount, IBAN and name; an
-    ambiguous or weak best waits for a person.
+    ambiguous or weak best waits for a person. Returns the cases it read.
 
     Among the cases with an invoice of the line's amount, only the few whose debtor's
     name is closest to the payer's are read in full and scored."""
     if not lines:
-        return
+        return {}
     by_iban = store.iban_cases(
         {i.line.counterparty_iban for i in lines if i.line.counterparty_iban}
     )
-    by_amount = store.amount_cases({i.line.amount_minor for i in lines})
+    # Names compared as word sets: a debtor's stored name key (its normalised words,
+    # sorted) scores as its normalised name does.
+    by_amount = {
+        amount: [
+            (case, key if key is not None else normalise_name(name)) for case, name, key in cases
+        ]
+        for amount, cases in store.amount_cases({i.line.amount_minor for i in lines}).items()
+    }
     payers = {id(i): name_key(i.line.counterparty_name or "") for i in lines}
     by_name = store.name_cases(set(payers.values()))
+    ratio = fuzz.token_set_ratio
     wanted: dict[int, set[Key]] = {}
     for item in lines:
         found = set(by_iban.get(item.line.counterparty_iban or "", ()))
@@ -436,10 +563,7 @@ def _match_fuzzy(store: PaymentStore, lines: list[_Line]) -> None:
         named = by_amount.get(item.line.amount_minor, ())
         payer = normalise_name(item.line.counterparty_name or "")
         if named and payer:
-            close = sorted(
-                ((fuzz.token_set_ratio(payer, normalise_name(name)), case) for case, name in named),
-                reverse=True,
-            )
+            close = sorted(((ratio(payer, name), case) for case, name in named), reverse=True)
             found.update(case for similarity, case in close[:FUZZY_SHORTLIST] if similarity >= 50)
         elif len(named) == 1:
             found.add(named[0][0])
@@ -449,18 +573,27 @@ def _match_fuzzy(store: PaymentStore, lines: list[_Line]) -> None:
     for iban, cases in by_iban.items():
         for case in cases:
             ibans[case] = iban
+    offered: dict[Key, Candidate | None] = {}  # a case offered to several lines: built once
     for item in lines:
-        candidates = [
-            Candidate(
-                case_id=case,
-                invoices=tuple(infos[case].invoices),
-                debtor_name=infos[case].name,
-                iban=ibans.get(case),
-                refs=frozenset({infos[case].ref}),
-            )
-            for case in sorted(wanted[id(item)])
-            if case in infos and infos[case].invoices
-        ]
+        candidates = []
+        for case in sorted(wanted[id(item)]):
+            if case not in offered:
+                info = infos.get(case)
+                offered[case] = (
+                    Candidate(
+                        case_id=case,
+                        invoices=tuple(info.invoices),
+                        debtor_name=info.name,
+                        iban=ibans.get(case),
+                        refs=frozenset({info.ref}),
+                        name_key=info.name_key,
+                    )
+                    if info is not None and info.invoices
+                    else None
+                )
+            candidate = offered[case]
+            if candidate is not None:
+                candidates.append(candidate)
         best = choose(item.line, candidates) if candidates else None
         if best is None:
             item.reason = (
@@ -471,6 +604,7 @@ def _match_fuzzy(store: PaymentStore, lines: list[_Line]) -> None:
             continue
         item.case = cast(Key, best.candidate.case_id)
         item.method, item.score = "fuzzy", round(best.score, 3)
+    return infos
 
 
 def _reverse(
