@@ -1,16 +1,25 @@
 """Benchmark: the pure planner on a million enrolled cases (about 20 % due), and one full
-tick on SQLite against a naive per-case dunning run.
+tick on a million enrolled cases (about 20 % due) against a naive per-case dunning run.
 
 Prints one JSON line. The pure part times one `plan()` call over all enrolments (the
 planner selects the due ones itself) spread over the library's journeys. The tick part
-(`--tick-cases`, built once and cached under bench/data: generated portfolio, import,
-personas, a first tick) times the next tick two days later in a fresh process — read
-facts, plan, gate, write decisions, outbox rows and the policy log, commit — and the
-naive run of the universal ladder on `--sample` cases (one query per case for invoices,
-one for what was sent, one ORM insert), extrapolated to every case, as a ratio.
+times one full tick of the real engine in a fresh process — settle promises and plans,
+enrol, select the due cases, read their facts, plan, gate, write decisions, outbox rows,
+the policy log and the enrolments, commit — with the time of each part.
 
-    python bench/planner.py                          # 1,000,000 cases; tick on 100,000
-    python bench/planner.py --cases 100000 --tick-cases 20000 --repeat 1
+Its database (`--tick-cases`, built once per schema revision and cached under bench/data;
+building a million cases takes several minutes) holds a generated portfolio that
+arrived in two halves a day apart, each imported, classified and ticked on arrival
+(2026-12-01 and 12-02, 07:00 UTC), the messages those ticks queued recorded as sent.
+The timed tick runs on 12-05 at 07:00 UTC: the first half's four-day waits after their
+first reminder end then, with the waits anchored on due dates of both halves — about
+20 % of the enrolled cases are due. In the same run the
+naive universal ladder (per case: one ORM query for its invoices, one for what was sent,
+one insert) runs on `--sample` cases and is extrapolated to every case, as a ratio.
+
+    python bench/planner.py                                # SQLite, target 10 s
+    python bench/planner.py --database postgresql          # PostgreSQL, target 15 s
+    python bench/planner.py --cases 100000 --tick-cases 100000 --repeat 1
 """
 
 from __future__ import annotations
@@ -18,8 +27,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,23 +83,37 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--due-share", type=float, default=0.2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--tick-cases", type=int, default=100_000, help="0: skip the tick")
+    parser.add_argument("--tick-cases", type=int, default=1_000_000, help="0: skip the tick")
     parser.add_argument("--sample", type=int, default=5_000, help="cases for the naive run")
-    parser.add_argument("--tick-days", type=int, default=3, help="days after the first tick")
     parser.add_argument("--data-dir", type=Path, default=Path("bench/data"))
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--skip-pure", action="store_true", help="time only the tick")
+    parser.add_argument("--profile", type=Path, help="children: cProfile output file")
     parser.add_argument("--child", choices=["tick", "naive"])
     parser.add_argument("--db", help="database URL (children)")
-    parser.add_argument(
-        "--postgres", action="store_true", help="time the tick on PostgreSQL, not SQLite"
-    )
     parser.add_argument("--at")
     args = parser.parse_args()
     if args.child:
         at = dt.datetime.fromisoformat(args.at)
         if args.child == "tick":
-            print(json.dumps(child_tick(args.db, at), default=str))
+            print(json.dumps(child_tick(args.db, at, args.profile), default=str))
         else:
             print(json.dumps(child_naive(args.db, at, args.sample), default=str))
+        return
+    tick = (
+        tick_bench(
+            args.data_dir,
+            args.tick_cases,
+            args.sample,
+            args.repeat,
+            postgres=args.database == "postgresql",
+            profile=args.profile,
+        )
+        if args.tick_cases
+        else None
+    )
+    if args.skip_pure:
+        print(json.dumps({"bench": "planner", "tick": tick}))
         return
     program, enrolments, facts = scenario(args.cases, args.due_share, seed=1)
     timings = []
@@ -111,28 +138,23 @@ def main() -> None:
                 "enrolled_cases_per_s": round(args.cases / seconds),
                 "target_cases_per_s": TARGET_CASES_PER_S,
                 "meets_target": due / seconds >= TARGET_CASES_PER_S,
-                "tick": (
-                    tick_bench(
-                        args.data_dir,
-                        args.tick_cases,
-                        args.sample,
-                        args.repeat,
-                        args.tick_days,
-                        postgres=args.postgres,
-                    )
-                    if args.tick_cases
-                    else None
-                ),
+                "tick": tick,
             }
         )
     )
 
 
-# -- the full tick on SQLite -------------------------------------------------------------------
+# -- the full tick on a stored portfolio ------------------------------------------------------
 
 
 FIRST_TICK = dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.UTC)
+ARRIVALS = (FIRST_TICK, FIRST_TICK + dt.timedelta(days=1))  # each half ticked on arrival
+TIMED_TICK = FIRST_TICK + dt.timedelta(days=4)
+DISPATCHED_WITHIN = dt.timedelta(hours=4)  # after each build tick, see `_mark_sent`
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Parts of the tick, in order (`TickResult.timings`), and the commit after them.
+PARTS = ("settle", "enrol", "due", "read_facts", "plan", "gate", "write", "commit")
+BUILD = "tick2"  # the cached databases' layout (two arrivals); older builds are not reused
 
 
 def _schema_head() -> str:
@@ -141,8 +163,74 @@ def _schema_head() -> str:
     return head_revision()
 
 
+def split_portfolio(folder: Path) -> list[Path]:
+    """The generated portfolio in two halves by debtor (first and second half of the
+    file), each with its debtors' invoices and payments: what arrives on each day."""
+    import csv
+
+    halves = [folder / "half-1", folder / "half-2"]
+    if all((h / "payments.csv").exists() for h in halves):
+        return halves
+    for half in halves:
+        half.mkdir(exist_ok=True)
+    with (folder / "debtors.csv").open(newline="") as fh:
+        total = sum(1 for _ in fh) - 1
+    debtor_half: dict[str, int] = {}
+    invoice_half: dict[str, int] = {}
+    for name, key, parent, lookup in (
+        ("debtors", "debtor_ref", None, debtor_half),
+        ("invoices", "invoice_ref", "debtor_ref", invoice_half),
+        ("payments", "payment_ref", "invoice_ref", None),
+    ):
+        with (folder / f"{name}.csv").open(newline="") as source:
+            reader = csv.reader(source)
+            header = next(reader)
+            outs = [(h / f"{name}.csv").open("w", newline="") for h in halves]
+            writers = [csv.writer(out, lineterminator="\n") for out in outs]
+            for w in writers:
+                w.writerow(header)
+            at_key = header.index(key)
+            at_parent = header.index(parent) if parent else None
+            for n, row in enumerate(reader):
+                if at_parent is None:
+                    half = 0 if n < total // 2 else 1
+                else:
+                    owner = debtor_half if name == "invoices" else invoice_half
+                    half = owner[row[at_parent]]
+                if lookup is not None:
+                    lookup[row[at_key]] = half
+                writers[half].writerow(row)
+            for out in outs:
+                out.close()
+    return halves
+
+
+def _mark_sent(connection: Any, creditor_id: Any, until: dt.datetime) -> int:
+    """What a dispatcher would have sent by `until`: the messages due by then recorded
+    as sent when due (the history the next tick reads: reminders, caps, fees). Sending
+    itself is timed by bench/dispatch.py."""
+    from sqlalchemy import update
+
+    from parcours.store.schema import OutboxRow
+
+    o = OutboxRow
+
+    done = connection.execute(
+        update(o)
+        .where(
+            o.creditor_id == creditor_id,
+            o.kind == "send",
+            o.status.in_(("queued", "delayed")),
+            o.not_before <= until,
+        )
+        .values(status="sent", sent_at=o.not_before)
+    )
+    return int(done.rowcount)
+
+
 def build_portfolio_db(url: str, folder: Path, cases: int) -> None:
-    """Generated portfolio imported, personas classified, a first tick: the tick's start."""
+    """The generated portfolio arriving in two halves a day apart, each imported,
+    classified and ticked on arrival: the timed tick's start."""
     from parcours.ingest import ImportKind, import_file
     from parcours.ingest.importer import ImportOptions, report_allows_commit
     from parcours.personas.catalog import load_catalog
@@ -153,81 +241,127 @@ def build_portfolio_db(url: str, folder: Path, cases: int) -> None:
     from parcours.store.migrate import upgrade
     from parcours.store.uow import UnitOfWork
 
-    first = FIRST_TICK
     as_of = dt.date(2026, 11, 30)
-    if not (folder / "debtors.csv").exists():
+    if not (folder / "payments.csv").exists():
         generate_portfolio(folder, debtors=cases, seed=5, as_of=as_of, survey_share=0.0)
     engine = connect(url)
     upgrade(engine)
-    for kind in (ImportKind.DEBTORS, ImportKind.INVOICES, ImportKind.PAYMENTS):
+    for half, at in zip(split_portfolio(folder), ARRIVALS, strict=True):
+        for kind in (ImportKind.DEBTORS, ImportKind.INVOICES, ImportKind.PAYMENTS):
+            with UnitOfWork(engine) as uow:
+                creditor = uow.creditors.by_name("bench") or uow.creditors.add("bench", at)
+                options = ImportOptions(creditor_id=creditor.id, creditor_name="bench", now=at)
+                report = import_file(uow.connection(), kind, half / f"{kind.value}.csv", options)
+                assert report_allows_commit(report)
+                assert not report.errors
+                uow.commit()
         with UnitOfWork(engine) as uow:
-            creditor = uow.creditors.by_name("bench") or uow.creditors.add("bench", first)
-            options = ImportOptions(creditor_id=creditor.id, creditor_name="bench", now=first)
-            report = import_file(uow.connection(), kind, folder / f"{kind.value}.csv", options)
-            assert report_allows_commit(report)
-            assert not report.errors
+            creditor = uow.creditors.by_name("bench")
+            assert creditor is not None
+            policy = ClassifyPolicy(at.date(), at, "Europe/Brussels", "engaged", 0.5, 50)
+            classify_portfolio(uow.connection(), creditor, load_catalog(), policy)
+            started = time.perf_counter()
+            result = run_tick(uow.connection(), creditor.id, load_library(), at)
+            sent = _mark_sent(uow.connection(), creditor.id, at + DISPATCHED_WITHIN)
             uow.commit()
-    with UnitOfWork(engine) as uow:
-        creditor = uow.creditors.by_name("bench")
-        assert creditor is not None
-        policy = ClassifyPolicy(as_of, first, "Europe/Brussels", "engaged", 0.5, 50)
-        classify_portfolio(uow.connection(), creditor, load_catalog(), policy)
-        run_tick(uow.connection(), creditor.id, load_library(), first)
-        uow.commit()
+            print(
+                f"built: {half.name} ticked at {at:%Y-%m-%d %H:%M} in "
+                f"{time.perf_counter() - started:.1f} s: {result.as_dict()}, {sent} sent",
+                file=sys.stderr,
+            )
+    if engine.dialect.name == "postgresql":
+        with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")  # what autovacuum would have done
     engine.dispose()
 
 
-def tick_database(data_dir: Path, cases: int) -> tuple[Path, dt.datetime]:
-    """A SQLite file with `cases` enrolled cases after their first tick (built once per
-    schema version, cached)."""
-    path = data_dir / f"tick-{cases}-{_schema_head()}.db"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        building = path.with_suffix(".building")
-        building.unlink(missing_ok=True)
-        build_portfolio_db(f"sqlite:///{building}", data_dir / f"tick-portfolio-{cases}", cases)
-        building.rename(path)
-    return path, FIRST_TICK
-
-
-def pg_tick_database(data_dir: Path, cases: int) -> tuple[str, dt.datetime]:
-    """The same on PostgreSQL: a template database, built once per schema version."""
+def tick_database(data_dir: Path, cases: int) -> Path:
+    """A SQLite file with `cases` enrolled cases before the timed tick, built once; a
+    build of an older schema revision is upgraded rather than built again."""
     from parcours.store.db import connect
+    from parcours.store.migrate import upgrade
 
-    name = f"parcours_bench_tick_{cases}_{_schema_head()}"
+    path = data_dir / f"{BUILD}-{cases}-{_schema_head()}.db"
+    if path.exists():
+        return path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    building = path.with_suffix(".building")
+    building.unlink(missing_ok=True)
+    older = sorted(data_dir.glob(f"{BUILD}-{cases}-*.db"))
+    if older:
+        shutil.copyfile(older[-1], building)
+        engine = connect(f"sqlite:///{building}")
+        upgrade(engine)
+        engine.dispose()
+    else:
+        build_portfolio_db(f"sqlite:///{building}", data_dir / f"tick-portfolio-{cases}", cases)
+    building.rename(path)
+    return path
+
+
+def pg_tick_database(data_dir: Path, cases: int) -> str:
+    """The same on PostgreSQL: a template database, built (or upgraded) once."""
+    from parcours.store.db import connect
+    from parcours.store.migrate import upgrade
+
+    prefix = f"parcours_bench_{BUILD}_{cases}_"
+    name = f"{prefix}{_schema_head()}"
+    building = f"{name}_building"
     admin = connect(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        exists = connection.exec_driver_sql(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-        ).first()
-        if not exists:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}_building")
-            connection.exec_driver_sql(f"CREATE DATABASE {name}_building")
-    if not exists:
-        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}_building"
-        build_portfolio_db(url, data_dir / f"tick-portfolio-{cases}", cases)
+        found = {
+            row[0]
+            for row in connection.exec_driver_sql(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{prefix}%",)
+            )
+        }
+        if name not in found:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {building} WITH (FORCE)")
+            older = sorted(d for d in found if d[len(prefix) :].isdigit() and d != name)
+            template = f" TEMPLATE {older[-1]}" if older else ""
+            connection.exec_driver_sql(f"CREATE DATABASE {building}{template}")
+    if name not in found:
+        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{building}"
+        if older:
+            engine = connect(url)
+            upgrade(engine)
+            engine.dispose()
+        else:
+            build_portfolio_db(url, data_dir / f"tick-portfolio-{cases}", cases)
         with admin.connect() as connection:
-            connection.exec_driver_sql(f"ALTER DATABASE {name}_building RENAME TO {name}")
+            connection.exec_driver_sql(f"ALTER DATABASE {building} RENAME TO {name}")
     admin.dispose()
-    return name, FIRST_TICK
+    return name
 
 
-def child_tick(url: str, at: dt.datetime) -> dict[str, object]:
+def child_tick(url: str, at: dt.datetime, profile: Path | None = None) -> dict[str, object]:
     from parcours.runtime.tick import run_tick
     from parcours.store.db import connect
     from parcours.store.uow import UnitOfWork
 
     library = load_library()
     engine = connect(url)
+    profiler = None
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started, cpu = time.perf_counter(), time.process_time()
     with UnitOfWork(engine) as uow:
         creditor = uow.creditors.by_name("bench")
         assert creditor is not None
         result = run_tick(uow.connection(), creditor.id, library, at)
+        committing = time.perf_counter()
         uow.commit()
+        done = time.perf_counter()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     return {
-        "seconds": time.perf_counter() - started,
+        "seconds": done - started,
         "cpu_seconds": time.process_time() - cpu,
+        "parts": {**result.timings, "commit": done - committing},
         **result.as_dict(),
     }
 
@@ -281,11 +415,15 @@ def child_naive(url: str, at: dt.datetime, sample: int) -> dict[str, object]:
 
 
 def tick_bench(
-    data_dir: Path, cases: int, sample: int, repeat: int, days: int, *, postgres: bool = False
+    data_dir: Path,
+    cases: int,
+    sample: int,
+    repeat: int,
+    *,
+    postgres: bool = False,
+    profile: Path | None = None,
 ) -> dict[str, object]:
-    import shutil
     import subprocess
-    import sys
     import tempfile
 
     def child(*args: str) -> dict[str, object]:
@@ -294,12 +432,13 @@ def tick_bench(
         ).stdout
         return dict(json.loads(output.strip().splitlines()[-1]))
 
+    at = TIMED_TICK.isoformat()
+    profiling = ("--profile", str(profile)) if profile else ()
     runs = []
     if postgres:
         from parcours.store.db import connect
 
-        source, first = pg_tick_database(data_dir, cases)
-        at = first + dt.timedelta(days=days)
+        source = pg_tick_database(data_dir, cases)
         work = f"{source}_work"
         admin = connect(PG_ADMIN, isolation_level="AUTOCOMMIT")
 
@@ -310,44 +449,47 @@ def tick_bench(
             return PG_ADMIN.rsplit("/", 1)[0] + f"/{work}"
 
         for _ in range(repeat):
-            runs.append(child("--child", "tick", "--db", fresh(), "--at", at.isoformat()))
-        naive = child(
-            "--child", "naive", "--db", fresh(), "--at", at.isoformat(), "--sample", str(sample)
-        )
+            runs.append(child("--child", "tick", "--db", fresh(), "--at", at, *profiling))
+        naive = child("--child", "naive", "--db", fresh(), "--at", at, "--sample", str(sample))
         with admin.connect() as connection:
             connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {work} WITH (FORCE)")
         admin.dispose()
     else:
-        path, first = tick_database(data_dir, cases)
-        at = first + dt.timedelta(days=days)
+        path = tick_database(data_dir, cases)
         with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
             work_path = Path(tmp) / "tick.db"
             url = f"sqlite:///{work_path}"
             for _ in range(repeat):
                 shutil.copyfile(path, work_path)
-                runs.append(child("--child", "tick", "--db", url, "--at", at.isoformat()))
+                runs.append(child("--child", "tick", "--db", url, "--at", at, *profiling))
             shutil.copyfile(path, work_path)
-            naive = child(
-                "--child", "naive", "--db", url, "--at", at.isoformat(), "--sample", str(sample)
-            )
+            naive = child("--child", "naive", "--db", url, "--at", at, "--sample", str(sample))
     ours = sorted(runs, key=lambda r: float(r["seconds"]))[(len(runs) - 1) // 2]  # type: ignore[arg-type]
+    seconds = float(ours["seconds"])  # type: ignore[arg-type]
     naive_all = float(naive["seconds"]) / int(naive["cases"]) * cases  # type: ignore[arg-type]
     due = int(ours["due"])  # type: ignore[call-overload]
     target = (15.0 if postgres else 10.0) * cases / 1_000_000
+    parts: dict[str, float] = ours["parts"]  # type: ignore[assignment]
     return {
         "database": "postgresql" if postgres else "sqlite",
         "enrolled": cases,
+        "at": at,
         "due": due,
         "due_share": round(due / cases, 3),
-        "seconds": round(float(ours["seconds"]), 2),  # type: ignore[arg-type]
+        "seconds": round(seconds, 2),
         "cpu_seconds": round(float(ours["cpu_seconds"]), 2),  # type: ignore[arg-type]
         "all_seconds": [round(float(r["seconds"]), 2) for r in runs],  # type: ignore[arg-type]
-        "us_per_due_case": round(float(ours["seconds"]) / max(due, 1) * 1e6, 1),  # type: ignore[arg-type]
+        "parts": {part: round(parts.get(part, 0.0), 2) for part in PARTS},
+        "us_per_due_case": round(seconds / max(due, 1) * 1e6, 1),
+        "decisions": ours["decisions"],
+        "verdicts": ours["verdicts"],
         "outbox_rows": ours["outbox_rows"],
         "target_seconds": target,
+        "meets_target": seconds <= target,
         "naive_sample": naive["cases"],
         "naive_seconds_all_cases": round(naive_all, 1),
-        "ratio_to_naive": round(float(ours["seconds"]) / naive_all, 3),  # type: ignore[arg-type]
+        "ratio_to_naive": round(seconds / naive_all, 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 

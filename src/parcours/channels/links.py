@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
@@ -22,6 +22,7 @@ __all__ = ["LinkError", "Links", "Purpose"]
 
 Purpose = Literal["page", "opt-out"]
 _PATHS: Final = {"page": "p", "opt-out": "o"}
+_SIGNERS: Final = 256  # signers kept per Links (a page check signs at each request's second)
 
 
 class LinkError(ValueError):
@@ -29,14 +30,21 @@ class LinkError(ValueError):
 
 
 class _ClockSigner(TimestampSigner):
-    """A timestamp signer that reads the caller's clock (clock travel in ticks and tests)."""
+    """A timestamp signer that reads the caller's clock (clock travel in ticks and tests),
+    and derives its key once rather than at every signature."""
 
     def __init__(self, *args: Any, now: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._now = now
+        self._key = super().derive_key()
 
     def get_timestamp(self) -> int:
         return self._now
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is None or secret_key == self.secret_key:
+            return self._key
+        return super().derive_key(secret_key)
 
 
 @dataclass(frozen=True)
@@ -46,9 +54,20 @@ class Links:
     secret: str
     base_url: str
     days: int = 90
+    # Signers by (purpose, second): a batch of messages signs at one clock time.
+    _signers: dict[tuple[str, int], _ClockSigner] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def _signer(self, purpose: Purpose, at: dt.datetime) -> _ClockSigner:
-        return _ClockSigner(self.secret, salt=f"parcours.{purpose}", now=int(at.timestamp()))
+        now = int(at.timestamp())
+        signer = self._signers.get((purpose, now))
+        if signer is None:
+            if len(self._signers) >= _SIGNERS:
+                self._signers.clear()
+            signer = _ClockSigner(self.secret, salt=f"parcours.{purpose}", now=now)
+            self._signers[(purpose, now)] = signer
+        return signer
 
     def token(self, purpose: Purpose, case: str, at: dt.datetime) -> str:
         """A token for the case (its UUID as text), signed as of `at` (the tick's clock)."""

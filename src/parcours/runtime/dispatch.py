@@ -163,10 +163,13 @@ def dispatch(
         claimed = [_Claimed(*row) for row in store.claim(token, now, limit, now + lease)]
         if not claimed:
             return done
-        cases = list(dict.fromkeys(c.case for c in claimed))
+        debtor_of = {c.case: c.debtor for c in claimed}
+        cases = list(debtor_of)
         position = {case: i for i, case in enumerate(cases)}
-        gate = _read_facts(store, cases, [store.text(c) for c in cases], now)
-        recent = store.recent_written([c.debtor for c in claimed], now - policy.written_window)
+        gate = _read_facts(
+            store, cases, list(debtor_of.values()), [store.text(c) for c in cases], now, policy
+        )
+        recent = gate.recent
         log_rows = []
         sending = []
         for row in claimed:
@@ -331,12 +334,11 @@ def _record(
         store = MessageStore(connection, creditor_id)
         log_rows = []
         failed: list[tuple[_Claimed, str]] = []
+        sent: list[tuple[Key, dt.datetime, str | None, int, str | None]] = []
         for row, result in outcomes:
             detail = result.detail
             if result.outcome is Outcome.SENT:
-                store.mark_sent(
-                    row.outbox_id, token, now, result.provider_ref, result.units, detail
-                )
+                sent.append((row.outbox_id, now, result.provider_ref, result.units, detail))
                 verdict = "sent"
             elif result.outcome is Outcome.PROVIDER:  # waits for the operator, never fails
                 store.retry_later(row.outbox_id, token, now + PROVIDER_PAUSE, detail)
@@ -358,6 +360,7 @@ def _record(
             log_rows.append(
                 (row.case, row.attempt_id, "send", verdict, row.channel.value, detail or verdict)
             )
+        store.mark_sent(token, sent)
         store.log_policy(log_rows, now)
         for row, why in failed:
             _failed(store, channels.library, row, why, now)

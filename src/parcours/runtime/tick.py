@@ -13,10 +13,14 @@ against live facts, and the provider gets the attempt id as its idempotency key.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import sqlite3
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -46,6 +50,7 @@ from parcours.journeys.library import Library
 from parcours.journeys.planner import NEVER, Enrolments, Kind, Program, compile_journeys, plan
 from parcours.journeys.policy import (
     DEFAULT_POLICY,
+    WRITTEN_CHANNELS,
     ContactFacts,
     GateDecision,
     PolicyConfig,
@@ -101,6 +106,9 @@ class TickResult:
     outbox: int = 0
     reclassified: int = 0
     arrangements: dict[str, int] = field(default_factory=dict)
+    # Seconds spent in each part of the tick (settle, enrol, due, read_facts, plan, gate,
+    # write): for benchmarks and logs, not part of `as_dict` (not deterministic).
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,8 +166,38 @@ def run_tick(
 
     Promises and plans are settled first: what they became (kept, broken, missed) is an
     event of this tick that wakes its case."""
+    with _without_cycle_collection():
+        return _tick(connection, creditor_id, library, now, zone, policy, rules)
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector: a tick keeps millions of small rows, tuples and
+    lists alive until it ends, which the collector would walk again and again (half of
+    the tick's Python time on a million cases) to find nothing — they form no cycles,
+    and reference counting frees them as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _tick(
+    connection: Connection,
+    creditor_id: Any,
+    library: Library,
+    now: dt.datetime,
+    zone: str,
+    policy: PolicyConfig,
+    rules: ArrangementRules,
+) -> TickResult:
     result = TickResult()
+    clock = _Stopwatch(result.timings)
     result.arrangements = settle_arrangements(connection, creditor_id, now, rules)
+    clock.lap("settle")
     store = JourneyStore(connection, creditor_id)
     since = store.last_tick()
 
@@ -185,13 +223,29 @@ def run_tick(
         who = None if objected else persona
         new.append((case, journey.key, journey.version, who, journey.start, arms))
     result.enrolled = store.enrol(new, now) + store.enrol_holdout(held_out, now)
+    clock.lap("enrol")
 
     due = store.due(now, since)
     result.due = len(due)
+    clock.lap("due")
     if len(due):
-        _plan_and_gate(store, library, due, now, zone, policy, result)
+        _plan_and_gate(store, library, due, now, zone, policy, result, clock)
     store.record_tick(now)
+    clock.lap("write")
     return result
+
+
+class _Stopwatch:
+    """Adds the seconds since the previous lap to a named part."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.timings[part] = self.timings.get(part, 0.0) + now - self.last
+        self.last = now
 
 
 _FEE_FIELDS: Final = {
@@ -220,10 +274,12 @@ class GateFacts:
     """The gate's facts of a tick's cases, as columns beside the planner's.
 
     `ContactFacts` (what `check_send` and `check_fee` judge) is built only for the cases
-    that need one: a message to a person with no recent contact is judged once per kind
-    of case (channel, paid, vulnerable, reachable, time zone, country) — `check_send`
-    reads nothing else — and the verdict shared. What this tick decides (a reminder
-    queued, a fee booked) is noted here at once, so later nodes of the tick see it.
+    that need one: a message to a person whose recent messages leave the contact cap
+    open is judged once per kind of case (channel, paid, vulnerable, reachable, time
+    zone, country) — `check_send` reads nothing else — and the verdict shared. What this
+    tick decides (a reminder queued, a fee booked) is noted here at once, so later nodes
+    of the tick see it. The case facts are read when the gate facts are made: they do
+    not change after.
     """
 
     facts: CaseFacts
@@ -233,7 +289,36 @@ class GateFacts:
     charged: dict[int, Counter[str]]  # row → fee kind → minor units
     calls: dict[int, list[int]] = field(default_factory=dict)  # row → call attempts' times
     conversation: dict[int, int] = field(default_factory=dict)  # row → last conversation
+    # debtor → (channel, sent at) of the written window's messages to that person
+    recent: dict[Key, list[tuple[str, dt.datetime]]] = field(default_factory=dict)
     _memo: dict[tuple[Any, ...], GateDecision] = field(default_factory=dict)
+    # Per row, as Python values read once (numpy scalars cost more per read): whether
+    # the case has a fact the shared verdict does not cover, and the verdict's key.
+    _own: list[bool] = field(init=False, repr=False)
+    _kind: list[tuple[bool, bool, str | None, str | None]] = field(init=False, repr=False)
+    _reach: list[int] = field(init=False, repr=False)
+    _seconds: dict[dt.datetime, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        f = self.facts
+        self._own = (
+            f.disputed
+            | f.legal_hold
+            | f.contact_objection
+            | (f.plan == PlanState.ACTIVE)
+            | f.question_open
+            | f.pre_due_declined
+        ).tolist()
+        self._kind = list(
+            zip(
+                (f.balance_minor <= 0).tolist(),
+                f.vulnerable.tolist(),
+                self.zone,
+                self.country,
+                strict=True,
+            )
+        )
+        self._reach = f.reachable.tolist()
 
     def contact(self, row: int, recent: tuple[tuple[str, dt.datetime], ...] = ()) -> ContactFacts:
         facts = self.facts
@@ -271,102 +356,153 @@ class GateFacts:
         now: dt.datetime,
         policy: PolicyConfig,
     ) -> GateDecision:
-        # The shared verdict covers a case with none of these (check_send reads them).
+        # The shared verdict covers a case with none of these (check_send reads them),
+        # and whose person's recent written messages leave the cap open: check_send
+        # reads those only for the cap, and only on written channels.
         if (
-            recent
-            or self.facts.disputed[row]
-            or self.facts.legal_hold[row]
-            or self.facts.contact_objection[row]
-            or self.facts.plan[row] == PlanState.ACTIVE
-            or self.facts.question_open[row]
-            or self.facts.pre_due_declined[row]
+            self._own[row]
             or (channel == "phone" and (row in self.calls or row in self.conversation))
+            or (recent and channel in WRITTEN_CHANNELS and _capped(recent, now, policy))
         ):
             return check_send(self.contact(row, tuple(recent)), channel, now, policy)
-        facts = self.facts
-        paid = int(facts.balance_minor[row]) <= 0
-        reachable = bool(int(facts.reachable[row]) & CHANNEL_BITS[channel])
-        vulnerable = bool(facts.vulnerable[row])
-        key = (channel, paid, vulnerable, reachable, self.zone[row], self.country[row])
+        paid, vulnerable, zone, country = self._kind[row]
+        reachable = bool(self._reach[row] & CHANNEL_BITS[channel])
+        key = (channel, paid, vulnerable, reachable, zone, country)
         decision = self._memo.get(key)
         if decision is None:
             typical = ContactFacts(
                 balance_minor=0 if paid else 1,
                 vulnerable=vulnerable,
-                timezone=self.zone[row],
-                country=self.country[row],
+                timezone=zone,
+                country=country,
                 reachable=frozenset({channel}) if reachable else frozenset(),
             )
             decision = self._memo[key] = check_send(typical, channel, now, policy)
         return decision
 
     def note_reminder(self, row: int, at: dt.datetime, channel: str) -> None:
-        self.reminders.setdefault(row, []).append((int(at.timestamp()), channel))
+        seconds = self._seconds.get(at)
+        if seconds is None:  # a tick's reminders share a few instants
+            seconds = self._seconds[at] = int(at.timestamp())
+        self.reminders.setdefault(row, []).append((seconds, channel))
 
     def note_fee(self, row: int, kind: FeeKind, amount_minor: int) -> None:
         self.charged.setdefault(row, Counter())[kind] += amount_minor
 
 
+def _capped(recent: list[tuple[str, dt.datetime]], now: dt.datetime, policy: PolicyConfig) -> bool:
+    """Whether these messages fill the person's written cap at `now` (as check_send
+    counts them: the cap's `max_written`-th newest written message still counts)."""
+    limit = policy.max_written
+    if len(recent) < limit:
+        return False
+    written = [when for channel, when in recent if channel in WRITTEN_CHANNELS]
+    if len(written) < limit:
+        return False
+    written.sort(reverse=True)
+    return written[limit - 1] + policy.written_window > now
+
+
 def _read_facts(
-    store: JourneyStore, cases: list[Key], texts: list[str], now: dt.datetime
+    store: JourneyStore,
+    cases: list[Key],
+    debtors: list[Key],
+    texts: list[str],
+    now: dt.datetime,
+    policy: PolicyConfig = DEFAULT_POLICY,
 ) -> GateFacts:
-    """The planner's columns and the gate's facts of `cases` (each once), read in bulk."""
-    raw = store.facts(cases)
+    """The planner's columns and the gate's facts of `cases` (each once; `debtors[i]`
+    is the debtor of `cases[i]`), read in bulk, with what each debtor was sent within
+    the policy's written window (`GateFacts.recent`).
+
+    The store returns each kind of fact as rows led by the case's position in `cases`,
+    so most columns are filled by numpy at once."""
+    raw = store.facts(cases, debtors, now - policy.written_window)
     n = len(cases)
     facts = CaseFacts.empty(texts)
     today = (now.date() - EPOCH).days
     facts.due_day[:] = today
-    at = {case: i for i, case in enumerate(cases)}
-    for case, (balance, day) in raw["balance"].items():
-        i = at[case]
-        facts.balance_minor[i] = int(balance)
-        if day is not None:
-            facts.due_day[i] = int(day)
+    balance = raw["balance"]
+    if balance:
+        rows = np.array([r[0] for r in balance], dtype=np.int64)
+        facts.balance_minor[rows] = [int(r[1]) for r in balance]  # PostgreSQL: numeric
+        facts.due_day[rows] = [today if r[2] is None else int(r[2]) for r in balance]
     zone: list[str | None] = [None] * n
     country: list[str | None] = [None] * n
-    email_bit, sms_bit = CHANNEL_BITS["email"], CHANNEL_BITS["sms"]
-    letter_bit, phone_bit = CHANNEL_BITS["letter"], CHANNEL_BITS["phone"]
-    for case, row in raw["debtor"].items():
-        email, phone, post, vulnerable, tz, land, persona, number, preferred, remind = row
-        i = at[case]
-        bits = (email_bit if email else 0) | (letter_bit if post else 0)
-        if phone:
-            bits |= phone_bit | (sms_bit if is_mobile(number) else 0)
-        facts.reachable[i] = bits
-        facts.vulnerable[i] = bool(vulnerable)
-        facts.persona[i] = persona
-        facts.preferred[i] = CHANNEL_BITS.get(preferred, 0) if preferred else 0
-        facts.pre_due_declined[i] = remind is not None and not remind
-        zone[i], country[i] = tz, land
-    for case, (state, day) in raw["promise"].items():
-        i = at[case]
+    debtor = raw["debtor"]
+    if debtor:
+        rows = np.array([r[0] for r in debtor], dtype=np.int64)
+        sms_bit = CHANNEL_BITS["sms"]
+        # Reachable channels but SMS come as bits; SMS needs a mobile number (phone bit).
+        facts.reachable[rows] = [
+            bits | sms_bit if phone and is_mobile(phone) else bits for _, bits, phone, *_ in debtor
+        ]
+        facts.vulnerable[rows] = [bool(r[3]) for r in debtor]
+        facts.preferred[rows] = [CHANNEL_BITS.get(r[7], 0) if r[7] else 0 for r in debtor]
+        facts.pre_due_declined[rows] = [r[8] is not None and not r[8] for r in debtor]
+        people = facts.persona
+        for i, _, _, _, tz, land, persona, *_ in debtor:
+            people[i], zone[i], country[i] = persona, tz, land
+    for i, state, promised in raw["promise"]:
         facts.promise[i] = _PROMISES[state]
-        if state == "pending" and day is not None:
-            facts.promise_day[i] = int(day)
-    for case, (state,) in raw["plan"].items():
-        facts.plan[at[case]] = _PLANS.get(state, PlanState.NONE)
+        if state == "pending" and promised is not None:
+            facts.promise_day[i] = int(promised)
+    for i, state in raw["plan"]:
+        facts.plan[i] = _PLANS.get(state, PlanState.NONE)
     reminders: dict[int, list[tuple[int, str]]] = {}
     charged: dict[int, Counter[str]] = {}
     delivery_at = np.full(n, -1, dtype=np.int64)  # when the last delivery fact happened
     calls: dict[int, list[int]] = {}
     conversation: dict[int, int] = {}
-    for case, sent in raw["sent"].items():
-        i = at[case]
-        for channel, when, reminder, kind, amount, fee in sent:
-            if kind == "send":
-                facts.last_delivery[i] = Delivery.SENT
-                delivery_at[i] = max(delivery_at[i], when or 0)
-                if reminder and when is not None:
-                    reminders.setdefault(i, []).append((int(when), channel))
-            elif kind == "fee":
-                charged.setdefault(i, Counter())[fee] += amount or 0
-            elif kind == "task" and channel == "phone" and when is not None:
-                calls.setdefault(i, []).append(int(when))
-        facts.reminders_sent[i] = len(reminders.get(i, ()))
-    for case, events in raw["events"].items():
-        i = at[case]
+    sent_at: dict[int, int] = {}  # row → latest send (or 0 when none had a time)
+    # A debtor's messages come once per case of theirs in `cases`: their first case's
+    # rows tell what the debtor was sent.
+    lead = dict(zip(reversed(debtors), range(n - 1, -1, -1), strict=True))
+    once = len(lead) == n  # one case per debtor: every row leads
+    leads = set(lead.values())
+    recent: dict[Key, list[tuple[str, dt.datetime]]] = {}
+    instants: dict[int, dt.datetime] = {}
+    for i, own, channel, when, reminder, kind, amount, fee, written in raw["sent"]:
+        if kind == "send":
+            if written and (once or i in leads):
+                at = instants.get(when)
+                if at is None:
+                    at = instants[when] = dt.datetime.fromtimestamp(when, dt.UTC)
+                sent = recent.get(debtors[i])
+                if sent is None:
+                    recent[debtors[i]] = [(channel, at)]
+                else:
+                    sent.append((channel, at))
+            if not own:
+                continue
+            if (when or 0) > sent_at.get(i, -1):
+                sent_at[i] = when or 0
+            if reminder and when is not None:
+                got = reminders.get(i)
+                if got is None:
+                    reminders[i] = [(int(when), channel)]
+                else:
+                    got.append((int(when), channel))
+        elif not own:
+            continue
+        elif kind == "fee":
+            charged.setdefault(i, Counter())[fee] += amount or 0
+        elif kind == "task" and channel == "phone" and when is not None:
+            calls.setdefault(i, []).append(int(when))
+    if sent_at:
+        rows = np.fromiter(sent_at, dtype=np.int64, count=len(sent_at))
+        facts.last_delivery[rows] = Delivery.SENT
+        delivery_at[rows] = np.fromiter(sent_at.values(), dtype=np.int64, count=len(sent_at))
+    if reminders:
+        rows = np.fromiter(reminders, dtype=np.int64, count=len(reminders))
+        facts.reminders_sent[rows] = [len(r) for r in reminders.values()]
+    events: dict[int, list[tuple[str, int | None]]] = {}
+    for i, event_type, when in raw["events"]:
+        events.setdefault(i, []).append((event_type, when))
+    for i, happened in events.items():
         asked = answered = 0
-        for event_type, when in sorted(events, key=lambda e: e[1] or 0):
+        # By time, then by type: the same order whatever order the database returned.
+        for event_type, when in sorted(happened, key=lambda e: (e[1] or 0, e[0])):
             if when is None:
                 continue
             if event_type in _EVENTS:
@@ -396,7 +532,7 @@ def _read_facts(
         # latest answer (the same second counts as answered: an answer follows a question).
         if asked:
             facts.question_open[i] = asked > answered
-    return GateFacts(facts, zone, country, reminders, charged, calls, conversation)
+    return GateFacts(facts, zone, country, reminders, charged, calls, conversation, recent)
 
 
 def _plan_and_gate(
@@ -407,6 +543,7 @@ def _plan_and_gate(
     zone: str,
     policy: PolicyConfig,
     result: TickResult,
+    clock: _Stopwatch,
 ) -> None:
     journeys = list(library)
     program = compile_journeys(journeys)
@@ -432,11 +569,13 @@ def _plan_and_gate(
         step=due.step,
         done=np.zeros(len(due), dtype=bool),
     )
-    gate = _read_facts(store, due.case, due.case_text, now)
+    gate = _read_facts(store, due.case, due.debtor, due.case_text, now, policy)
+    recent = gate.recent
+    clock.lap("read_facts")
     moved = _reclassify(program, library, due, state, gate, t)
     result.reclassified = len(moved)
     decisions, after = plan(program, state, gate.facts, now, zone)
-    recent = store.recent_written(due.debtor, now - policy.written_window)
+    clock.lap("plan")
     planned: dict[Key, list[tuple[str, dt.datetime]]] = {}
     outbox: list[OutboxEntry] = []
     log: list[tuple[Key, str, str, str, str | None, str]] = []
@@ -445,65 +584,75 @@ def _plan_and_gate(
     journey_names = [f"{j.key}@{j.version}" for j in journeys]
     statuses = {"send": "queued", "delay": "delayed", "skip": "skipped", "review": "review"}
     no_contacts: list[tuple[str, dt.datetime]] = []
+    for kind, n in Counter(decisions.kind).items():
+        result.decisions[kind.name.lower()] += n
+    # The loop below runs once per decision: what it reads is bound to locals first.
+    send_kind, task_kind_, exit_kind, arm_kind = Kind.SEND, Kind.TASK, Kind.EXIT, Kind.ARM
+    journey_at = [journey_names[j] for j in journey_of.tolist()]
+    cases, debtors, texts = due.case, due.debtor, due.case_text
+    node_ids, node_models = program.node_id, program.nodes
+    verdicts, check, spread = result.verdicts, gate.check_send, policy.spread_after_quiet_hours
+    add, note = outbox.append, log.append
     for row, kind, node, step, detail in zip(
         decisions.row, decisions.kind, decisions.node, decisions.step, decisions.detail, strict=True
     ):
-        case, debtor, text = due.case[row], due.debtor[row], due.case_text[row]
-        journey = journey_names[journey_of[row]]
-        node_id = program.node_id[node]
-        result.decisions[kind.name.lower()] += 1
-        if kind is Kind.ARM:
+        if kind is arm_kind:
             arms.setdefault(row, json.loads(due.arms[row]))[detail[0]] = detail[1]
             continue
-        if kind is Kind.EXIT:
+        if kind is exit_kind:
             exits[row] = str(detail)
             result.exits[str(detail)] += 1
             continue
-        # What the person already got and what this tick already plans for them.
-        contacts = recent.get(debtor, no_contacts) + planned.get(debtor, no_contacts)
-        if kind is Kind.SEND:
-            node_model = program.nodes[node]
+        case, debtor, text = cases[row], debtors[row], texts[row]
+        journey, node_id = journey_at[row], node_ids[node]
+        # What the person already got and what this tick already plans for them. What
+        # they got is never changed in place (`contacts` is rebound when it grows); what
+        # is planned is, below: copied.
+        got, more = recent.get(debtor), planned.get(debtor)
+        contacts = (got + more if more else got) if got else (more[:] if more else no_contacts)
+        if kind is send_kind:
+            node_model = node_models[node]
+            template, reminder = node_model.template, node_model.reminder
             reminded = False
             for channel in detail or (None,):
                 aid = attempt_id(text, journey, node_id, step, channel)
                 if channel is None:
                     verdict, not_before, reason = "skip", now, "no reachable channel"
                 else:
-                    decision = gate.check_send(row, channel, contacts, now, policy)
+                    decision = check(row, channel, contacts, now, policy)
                     verdict, reason = decision.verdict, decision.reason
                     not_before = decision.not_before or now
                     if verdict == "delay" and reason.startswith("quiet hours"):
-                        not_before += _spread(aid, policy.spread_after_quiet_hours)
-                    if verdict in ("send", "delay"):
+                        not_before += _spread(aid, spread)
+                    if verdict == "send" or verdict == "delay":
                         planned.setdefault(debtor, []).append((channel, not_before))
                         contacts = [*contacts, (channel, not_before)]
-                        if node_model.reminder and not reminded:
+                        if reminder and not reminded:
                             # A later fee node of this tick must know this reminder went.
                             reminded = True
                             gate.note_reminder(row, not_before, channel)
-                result.verdicts[verdict] += 1
-                outbox.append(
+                verdicts[verdict] += 1
+                add(
                     OutboxEntry(
-                        aid, case, debtor, journey, node_id, step, "send", channel,
-                        node_model.template, node_model.reminder, None, statuses[verdict],
-                        not_before, reason,
+                        aid, case, debtor, journey, node_id, step, "send", channel, template,
+                        reminder, None, statuses[verdict], not_before, reason,
                     )
                 )  # fmt: skip
-                log.append((case, aid, "plan", verdict, channel, reason))
+                note((case, aid, "plan", verdict, channel, reason))
             continue
         aid = attempt_id(text, journey, node_id, step, None)
-        if kind is Kind.TASK:
+        if kind is task_kind_:
             task_kind, script = detail
             status, not_before, reason = "queued", now, f"agent task: {task_kind}"
             channel = None
             if task_kind == "call":  # calls obey the gate too: caps, conversations, holds
                 channel = "phone"
-                decision = gate.check_send(row, "phone", contacts, now, policy)
+                decision = check(row, "phone", contacts, now, policy)
                 if decision.verdict != "send":
                     status, reason = statuses[decision.verdict], decision.reason
                     not_before = decision.not_before or now
-                log.append((case, aid, "plan", decision.verdict, channel, decision.reason))
-            outbox.append(
+                note((case, aid, "plan", decision.verdict, channel, decision.reason))
+            add(
                 OutboxEntry(
                     aid, case, debtor, journey, node_id, step, "task", channel, script,
                     False, None, status, not_before, reason,
@@ -516,20 +665,21 @@ def _plan_and_gate(
         by_post = reminders is not None and reminders[-1][1] == "letter"
         fee = check_fee(gate.contact(row, tuple(contacts)), fee_kind, now, policy, by_post=by_post)
         booked = fee.amount_minor > 0  # a fee takes effect when decided
-        result.verdicts["fee" if booked else "fee_refused"] += 1
+        verdicts["fee" if booked else "fee_refused"] += 1
         if booked:  # what the law still allows shrinks at once, within this tick too
             gate.note_fee(row, fee_kind, fee.amount_minor)
-        outbox.append(
+        add(
             OutboxEntry(
                 aid, case, debtor, journey, node_id, step, "fee", None, str(detail),
                 False, fee.amount_minor, "sent" if booked else "skipped", now, fee.reason,
                 now if booked else None,
             )
         )  # fmt: skip
-        log.append((case, aid, "plan", "fee" if booked else "skip", None, fee.reason))
+        note((case, aid, "plan", "fee" if booked else "skip", None, fee.reason))
     for row, reason in moved.items():
         aid = attempt_id(due.case_text[row], "reclassified", reason, int(due.step[row]), None)
         log.append((due.case[row], aid, "move", "move", None, reason))
+    clock.lap("gate")
     result.outbox = store.add_outbox(outbox, now)
     store.log_policy(log, now)
     _write_enrolments(store, program, due, state, after, arms, exits, moved)
@@ -607,24 +757,18 @@ def _write_enrolments(
     wake = np.where(after.done[rows] | (after.wake_at[rows] == NEVER), -1, after.wake_at[rows])
     entered = store.writer.timestamps(after.entered_at[rows])
     wakes = store.writer.timestamps(wake)
-    updates = []
-    for k, row in enumerate(rows.tolist()):
-        key, version = due.journey[row]
-        updates.append(
-            (
-                key,
-                version,
-                due.persona[row],
-                program.node_id[int(after.node[row])],
-                entered[k],
-                wakes[k],
-                int(after.step[row]),
-                bool(after.done[row]),
-                exits.get(row),
-                json.dumps(arms[row]) if row in arms else due.arms[row],
-                due.case[row],
-            )
+    node_ids = program.node_id
+    updates = [
+        (
+            *due.journey[row], due.persona[row], node_ids[node], entered_at, wake_at, step,
+            done, exits.get(row), json.dumps(arms[row]) if row in arms else due.arms[row],
+            due.case[row],
         )
+        for row, node, entered_at, wake_at, step, done in zip(
+            rows.tolist(), after.node[rows].tolist(), entered, wakes,
+            after.step[rows].tolist(), after.done[rows].tolist(), strict=True,
+        )
+    ]  # fmt: skip
     store.update_enrolments(updates)
 
 
@@ -640,6 +784,5 @@ def contact_facts(
     store = JourneyStore(connection, creditor_id)
     case_key = case_id.bytes if store.sqlite else str(case_id)
     debtor_key = debtor_id.bytes if store.sqlite else str(debtor_id)
-    gate = _read_facts(store, [case_key], [str(case_id)], now)
-    recent = store.recent_written([debtor_key], now - policy.written_window)
-    return gate.contact(0, tuple(recent.get(debtor_key, [])))
+    gate = _read_facts(store, [case_key], [debtor_key], [str(case_id)], now, policy)
+    return gate.contact(0, tuple(gate.recent.get(debtor_key, [])))

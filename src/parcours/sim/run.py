@@ -647,28 +647,6 @@ class _Unrendered(Renderer):
         return PhoneScript("", ())
 
 
-class _SimLinks(Links):
-    """The same signed links, with the signer of a (purpose, second) made once per tick
-    instead of once per link (itsdangerous derives its key in the constructor)."""
-
-    _signers: dict[tuple[str, int], Any]
-
-    def __init__(self, secret: str, base_url: str, days: int = 90) -> None:
-        super().__init__(secret, base_url, days)
-        object.__setattr__(self, "_signers", {})
-
-    def _signer(self, purpose: Any, at: dt.datetime) -> Any:
-        key = (purpose, int(at.timestamp()))
-        signer = self._signers.get(key)
-        if signer is None:
-            if len(self._signers) > 16:
-                self._signers.clear()
-            signer = self._signers[key] = super()._signer(purpose, at)
-            derived = signer.derive_key()
-            setattr(signer, "derive_key", lambda secret_key=None: derived)  # noqa: B010
-        return signer
-
-
 class _OneTransaction:
     """Lends one open connection to functions that take an engine and open their own
     transaction (`with engine.begin()`): the day's feedback is one transaction, not one
@@ -842,7 +820,7 @@ class _Run:
             _PROFILE,
             dict.fromkeys(Channel, (self.recorder, None)),
             get_renderer() if render else _Unrendered(),
-            _SimLinks("simulation-secret", "https://pay.simulation.invalid"),
+            Links("simulation-secret", "https://pay.simulation.invalid"),
             chosen.library,
         )
         self.fees_seen = np.zeros(n, dtype=np.int64)  # fees shown on the last message

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 import numpy as np
@@ -25,6 +25,7 @@ __all__ = ["DueBatch", "JourneyStore", "OutboxEntry"]
 
 Row = tuple[Any, ...]
 _FEW: Final = 2_000  # staged cases always joined case by case below this
+_WORK_MEM: Final = "256MB"  # per hash or sort of a tick's queries on PostgreSQL
 EVENT_TYPES: Final = (
     "payment.booked",
     "promise.made",
@@ -48,6 +49,12 @@ EVENT_TYPES: Final = (
 )
 
 
+def _uuid_text(raw: bytes) -> str:
+    """16 bytes as UUID text, as `str(UUID(bytes=raw))` writes it (without the object)."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 @dataclass
 class DueBatch:
     """The due enrolments of a tick as columns (times in UTC seconds since the epoch)."""
@@ -68,8 +75,9 @@ class DueBatch:
         return len(self.case)
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
+class OutboxEntry(NamedTuple):
+    """One decision for the outbox (a tuple: a tick makes hundreds of thousands)."""
+
     attempt_id: str
     case_id: Key
     debtor_id: Key
@@ -100,9 +108,13 @@ class JourneyStore:
         self._few = True  # the staged cases are a small part of the portfolio
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of `sql`, whose first parameter is the creditor, then `params`."""
+        return self._select(sql, (self.writer.creditor_key, *params))
+
+    def _select(self, sql: str, params: Sequence[Any]) -> list[Row]:
         cursor = self.connection.connection.cursor()
         try:
-            cursor.execute(sql.replace("?", self.mark), (self.writer.creditor_key, *params))
+            cursor.execute(sql.replace("?", self.mark), tuple(params))
             return [tuple(r) for r in cursor.fetchall()]
         finally:
             cursor.close()
@@ -112,7 +124,7 @@ class JourneyStore:
 
     def text(self, key: Any) -> str:
         """An id in storage form as UUID text."""
-        return str(UUID(bytes=bytes(key))) if self.sqlite else str(key)
+        return _uuid_text(bytes(key)) if self.sqlite else str(key)
 
     def _id(self, column: str) -> str:
         return column if self.sqlite else f"{column}::text"
@@ -142,14 +154,25 @@ class JourneyStore:
     # -- enrolment -------------------------------------------------------------------------
 
     def unenrolled_cases(self) -> list[tuple[Key, str | None, bool]]:
-        """Open cases with no enrolment: (case id, debtor's persona, objected)."""
+        """Open cases with no enrolment: (case id, debtor's persona, objected).
+
+        Each enrolment belongs to one case of the creditor, so when there are as many
+        enrolments as cases every case has one, and nothing is scanned (two counts from
+        the indexes instead of a probe per case)."""
+        cases, enrolments = self._rows(
+            "SELECT (SELECT COUNT(*) FROM cases WHERE creditor_id = ?), "
+            "(SELECT COUNT(*) FROM enrolments WHERE creditor_id = ?)",
+            [self.writer.creditor_key],
+        )[0]
+        if int(cases) == int(enrolments):
+            return []
         rows = self._rows(
             f"SELECT {self._id('c.id')}, p.persona, d.profiling_objection "
             "FROM cases c "
             "JOIN debtors d ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
             "LEFT JOIN debtor_personas p ON p.debtor_id = d.id AND p.creditor_id = d.creditor_id "
-            "LEFT JOIN enrolments e ON e.case_id = c.id AND e.creditor_id = c.creditor_id "
-            "WHERE c.creditor_id = ? AND c.status = 'open' AND e.case_id IS NULL "
+            "WHERE c.creditor_id = ? AND c.status = 'open' AND NOT EXISTS (SELECT 1 FROM "
+            "enrolments e WHERE e.case_id = c.id AND e.creditor_id = c.creditor_id) "
             "AND d.erased_at IS NULL"
         )
         return [(self._key(c), persona, bool(objected)) for c, persona, objected in rows]
@@ -225,6 +248,12 @@ class JourneyStore:
             return f"CAST(strftime('%s', {column}) AS INTEGER)"
         return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column})) AS BIGINT)"
 
+    def _work_mem(self) -> None:
+        """PostgreSQL: memory for this transaction's hashes and sorts of a whole tick's
+        cases (the default 4 MB spills them to disk in batches)."""
+        if not self.sqlite:
+            self.connection.exec_driver_sql(f"SET LOCAL work_mem = '{_WORK_MEM}'")
+
     def due(self, now: dt.datetime, since: dt.datetime | None) -> DueBatch:
         """Active enrolments whose wake time has come, or whose case had an event since the
         last tick (an event may end a wait early)."""
@@ -242,20 +271,23 @@ class JourneyStore:
             f"WHERE e.creditor_id = ? AND e.done = {self.false} AND e.wake_at <= ?"
         )
         params: list[Any] = [self.writer.timestamp(now)]
+        self._work_mem()
         if since is not None:
-            # A second query driven by the events recorded since the last tick, joined by
-            # UNION rather than OR: each side uses its own index instead of a scan of
-            # every active enrolment.
+            # A second query driven by the events recorded since the last tick (for the
+            # enrolments the first one left out), joined by UNION ALL rather than OR: each
+            # side uses its own index instead of a scan of every active enrolment. In
+            # the order of the case ids, whatever each side's order.
             types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
             sql += (
-                f" UNION {columns} FROM (SELECT DISTINCT ev.case_id FROM events ev "
+                f" UNION ALL {columns} FROM (SELECT DISTINCT ev.case_id FROM events ev "
                 f"WHERE ev.creditor_id = ? AND ev.recorded_at > ? AND ev.type IN ({types})) w "
                 "CROSS JOIN enrolments e CROSS JOIN cases c "
                 f"WHERE e.case_id = w.case_id AND e.creditor_id = ? AND e.done = {self.false} "
-                "AND c.id = e.case_id AND c.creditor_id = e.creditor_id"
+                "AND (e.wake_at IS NULL OR e.wake_at > ?) "
+                "AND c.id = e.case_id AND c.creditor_id = e.creditor_id ORDER BY 1"
             )
             key = self.writer.creditor_key
-            params += [key, self.writer.timestamp(since), key]
+            params += [key, self.writer.timestamp(since), key, self.writer.timestamp(now)]
         rows = self._rows(sql, params)
         n = len(rows)
         fields = list(zip(*rows, strict=True)) if rows else [()] * 11
@@ -264,9 +296,9 @@ class JourneyStore:
         )
         ints = [np.fromiter(c, dtype=np.int64, count=n) for c in (entered, enrolled, wake, step)]
         if self.sqlite:
-            cases = [bytes(c) for c in case]
-            texts = [str(UUID(bytes=c)) for c in cases]
-            debtors: list[Key] = [bytes(d) for d in debtor]
+            cases = list(case)  # bytes already (BLOB)
+            texts = [_uuid_text(c) for c in cases]
+            debtors: list[Key] = list(debtor)
         else:
             cases, texts, debtors = list(case), list(case), list(debtor)
         return DueBatch(
@@ -286,7 +318,13 @@ class JourneyStore:
         rows = [(k,) for k in set(keys)]
         self.writer.insert(table, ("id",), rows)  # COPY on PostgreSQL
         if table == "tick_cases":
-            self._few = len(rows) < _FEW or len(rows) * 5 < self._active()
+            self._few = self._a_few(len(rows))
+
+    def _a_few(self, staged: int) -> bool:
+        """Whether `staged` cases are few enough to be read case by case through the
+        indexes: under half of the active enrolments (measured on a million enrolments
+        with a fifth of them staged, probing beats scanning every table by about two)."""
+        return staged < _FEW or staged * 2 < self._active()
 
     def _active(self) -> int:
         return int(
@@ -295,14 +333,47 @@ class JourneyStore:
             )[0][0]
         )
 
-    def facts(self, cases: Sequence[Key]) -> dict[str, dict[Key, Row]]:
-        """Facts of these cases by kind: balance and oldest due date, debtor, promise,
-        events (latest per type), sends so far — each keyed by case id.
+    def _stage_rows(self, cases: Sequence[Key], debtors: Sequence[Key]) -> None:
+        """Put a tick's cases and their debtors in a temporary table with the case's
+        position in `cases` (facts come back by position: no lookup per row).
+
+        Few cases are read in the table's order (see `_then`): their ids need no index,
+        which would cost more to fill than it saves. Many are joined as the planner
+        chooses: indexed, after the rows are in."""
+        kind = "BLOB" if self.sqlite else "uuid"
+        self.connection.exec_driver_sql(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS tick_case_rows "
+            f"(pos INTEGER PRIMARY KEY, id {kind} NOT NULL, debtor {kind} NOT NULL)"
+        )
+        for column in ("id", "debtor"):
+            self.connection.exec_driver_sql(f"DROP INDEX IF EXISTS tick_case_rows_{column}")
+        self.connection.exec_driver_sql("DELETE FROM tick_case_rows")
+        self.writer.insert(
+            "tick_case_rows",
+            ("pos", "id", "debtor"),
+            [(i, c, d) for i, (c, d) in enumerate(zip(cases, debtors, strict=True))],
+        )
+        self._few = self._a_few(len(cases))
+        if not self._few:
+            self._work_mem()
+            for column in ("id", "debtor"):
+                self.connection.exec_driver_sql(
+                    f"CREATE INDEX tick_case_rows_{column} ON tick_case_rows ({column})"
+                )
+
+    def facts(
+        self, cases: Sequence[Key], debtors: Sequence[Key], written_since: dt.datetime
+    ) -> dict[str, list[Row]]:
+        """Facts of these cases (each once; `debtors[i]` is the debtor of `cases[i]`) by
+        kind, each row led by the case's position in `cases`: balance and oldest due
+        date, debtor, promise, plan, events (latest per type), and every message sent to
+        the debtor, oldest first, with whether it was this case's and whether it went
+        at or after `written_since` (the contact caps' window).
 
         A few cases are read case by case through the indexes; many are read by the
         joins the planner chooses (see `_then`).
         """
-        self._stage("tick_cases", cases)
+        self._stage_rows(cases, debtors)
         day = (
             "CAST(julianday(MIN(i.due_date)) - 2440587.5 AS INTEGER)"
             if self.sqlite
@@ -313,82 +384,59 @@ class JourneyStore:
             if self.sqlite
             else "(MIN(p.due_on) - DATE '1970-01-01')"
         )
-        case = self._id("t.id")
-        out: dict[str, dict[Key, Row]] = {}
-        out["balance"] = self._by_case(
-            f"SELECT {case}, COALESCE(SUM(i.amount_minor - i.paid_minor), 0), {day} "
-            f"FROM tick_cases t{self._then}invoices i WHERE i.case_id = t.id "
-            "AND i.creditor_id = ? AND i.paid_minor < i.amount_minor GROUP BY t.id"
+        out: dict[str, list[Row]] = {}
+        out["balance"] = self._rows(
+            f"SELECT t.pos, COALESCE(SUM(i.amount_minor - i.paid_minor), 0), {day} "
+            f"FROM tick_case_rows t{self._then}invoices i WHERE i.case_id = t.id "
+            "AND i.creditor_id = ? AND i.paid_minor < i.amount_minor GROUP BY t.pos"
         )
-        out["debtor"] = self._by_case(
-            f"SELECT {case}, d.email IS NOT NULL AND d.email_consent <> 'opted_out', "
-            "d.phone IS NOT NULL AND d.phone_consent <> 'opted_out', "
-            "d.street IS NOT NULL AND d.postcode IS NOT NULL AND d.postal_consent <> 'opted_out', "
-            "d.vulnerable, d.timezone, d.country, p.persona, d.phone, d.preferred_channel, "
+        # Reachable channels as CHANNEL_BITS (e-mail 1, letter 4, phone 8), and the phone
+        # number when the phone is reachable (SMS needs a mobile one: bit 2 if so).
+        out["debtor"] = self._rows(
+            "SELECT t.pos, "
+            "CASE WHEN d.email IS NOT NULL AND d.email_consent <> 'opted_out' THEN 1 ELSE 0 END "
+            "+ CASE WHEN d.street IS NOT NULL AND d.postcode IS NOT NULL "
+            "AND d.postal_consent <> 'opted_out' THEN 4 ELSE 0 END "
+            "+ CASE WHEN d.phone IS NOT NULL AND d.phone_consent <> 'opted_out' THEN 8 ELSE 0 END, "
+            "CASE WHEN d.phone IS NOT NULL AND d.phone_consent <> 'opted_out' THEN d.phone END, "
+            "d.vulnerable, d.timezone, d.country, p.persona, d.preferred_channel, "
             "d.remind_before_due "
-            f"FROM tick_cases t{self._then}cases c{self._then}debtors d "
+            f"FROM tick_case_rows t{self._then}debtors d "
             "LEFT JOIN debtor_personas p ON p.debtor_id = d.id AND p.creditor_id = d.creditor_id "
-            "WHERE c.id = t.id AND c.creditor_id = ? AND d.id = c.debtor_id "
-            "AND d.creditor_id = c.creditor_id"
+            "WHERE d.id = t.debtor AND d.creditor_id = ?"
         )
         # The latest promise and plan of each case (made_at / created_at break no ties:
         # a case has one pending promise and one running plan at most).
-        out["promise"] = self._by_case(
-            f"SELECT {case}, p.state, {promise_day} FROM tick_cases t "
+        out["promise"] = self._rows(
+            f"SELECT t.pos, p.state, {promise_day} FROM tick_case_rows t "
             f"{self._then}promises p WHERE p.case_id = t.id AND p.creditor_id = ? "
             "AND p.made_at = (SELECT MAX(q.made_at) FROM promises q "
             "WHERE q.case_id = p.case_id AND q.creditor_id = p.creditor_id) "
-            "GROUP BY t.id, p.state"
+            "GROUP BY t.pos, p.state"
         )
-        out["plan"] = self._by_case(
-            f"SELECT {case}, pl.state FROM tick_cases t "
+        out["plan"] = self._rows(
+            "SELECT t.pos, pl.state FROM tick_case_rows t "
             f"{self._then}payment_plans pl WHERE pl.case_id = t.id AND pl.creditor_id = ? "
             "AND pl.created_at = (SELECT MAX(q.created_at) FROM payment_plans q "
             "WHERE q.case_id = pl.case_id AND q.creditor_id = pl.creditor_id)"
         )
         types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
-        out["events"] = self._grouped(
-            f"SELECT {case}, e.type, {self.epoch('MAX(e.occurred_at)')} FROM tick_cases t "
+        out["events"] = self._rows(
+            f"SELECT t.pos, e.type, {self.epoch('MAX(e.occurred_at)')} FROM tick_case_rows t "
             f"{self._then}events e{self.indexed_by('ix_events_case_id_occurred_at')} "
             "WHERE e.case_id = t.id AND e.creditor_id = ? "
-            f"AND e.type IN ({types}) GROUP BY t.id, e.type"
+            f"AND e.type IN ({types}) GROUP BY t.pos, e.type"
         )
-        out["sent"] = self._grouped(
-            f"SELECT {case}, o.channel, {self.epoch('o.sent_at')}, o.reminder, o.kind, "
-            "o.amount_minor, o.template "
-            # Case by case through its debtor: (creditor, debtor) is indexed, the case id
-            # is not (the dispatch index would scan every message ever sent).
-            f"FROM tick_cases t{self._then}cases c{self._then}outbox o{self._by_debtor} "
-            "WHERE c.id = t.id AND c.creditor_id = ? AND o.creditor_id = c.creditor_id "
-            "AND o.debtor_id = c.debtor_id AND o.case_id = c.id AND o.status = 'sent' "
-            "ORDER BY o.sent_at"
+        # Through the debtor: (creditor, debtor) is indexed, the case id is not (the
+        # dispatch index would scan every message ever sent).
+        out["sent"] = self._select(
+            f"SELECT t.pos, o.case_id = t.id, o.channel, {self.epoch('o.sent_at')}, "
+            "o.reminder, o.kind, o.amount_minor, o.template, o.sent_at >= ? "
+            f"FROM tick_case_rows t{self._then}outbox o{self._by_debtor} "
+            "WHERE o.creditor_id = ? AND o.debtor_id = t.debtor AND o.status = 'sent' "
+            "ORDER BY o.sent_at",
+            (self.writer.timestamp(written_since), self.writer.creditor_key),
         )
-        return out
-
-    def _by_case(self, sql: str) -> dict[Key, Row]:
-        return {self._key(r[0]): r[1:] for r in self._rows(sql)}
-
-    def _grouped(self, sql: str) -> dict[Key, Row]:
-        grouped: dict[Key, list[Row]] = {}
-        for r in self._rows(sql):
-            grouped.setdefault(self._key(r[0]), []).append(r[1:])
-        return {k: tuple(v) for k, v in grouped.items()}
-
-    def recent_written(
-        self, debtors: Iterable[Key], since: dt.datetime
-    ) -> dict[Key, list[tuple[str, dt.datetime]]]:
-        """Messages sent to these debtors since `since`, for the contact caps."""
-        self._stage("tick_debtors", debtors)
-        out: dict[Key, list[tuple[str, dt.datetime]]] = {}
-        for debtor, channel, at in self._rows(
-            f"SELECT {self._id('t.id')}, o.channel, {self.epoch('o.sent_at')} "
-            f"FROM tick_debtors t{self._then}outbox o{self._by_debtor} "
-            "WHERE o.debtor_id = t.id AND o.creditor_id = ? "
-            "AND o.status = 'sent' AND o.kind = 'send' AND o.sent_at >= ?",
-            [self.writer.timestamp(since)],
-        ):
-            when = dt.datetime.fromtimestamp(at, dt.UTC)
-            out.setdefault(self._key(debtor), []).append((channel, when))
         return out
 
     # -- writes ----------------------------------------------------------------------------
@@ -397,23 +445,43 @@ class JourneyStore:
         """Insert decisions. The attempt id is unique: a tick computed twice (two workers)
         fails on commit instead of deciding anything twice."""
         w = self.writer
+        new_id, stamp, creditor, created = w.new_id, w.timestamp, w.creditor_key, w.timestamp(now)
+        columns = (
+            "id", "attempt_id", "creditor_id", "case_id", "debtor_id", "journey", "node_id",
+            "step", "kind", "channel", "template", "reminder", "amount_minor", "status",
+            "not_before", "reason", "created_at", "sent_at",
+        )  # fmt: skip
+        # SQLite sets up the outbox's CHECK constraints (lists of values) for each run of
+        # a statement: inserted one statement per row, a row costs about a fifth more
+        # than many rows copied from a plain temporary table by one INSERT ... SELECT.
+        table = "outbox"
+        if self.sqlite and len(entries) >= _FEW:
+            table = "tick_outbox"
+            self.connection.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({', '.join(columns)})"
+            )
+            self.connection.exec_driver_sql(f"DELETE FROM {table}")
         w.insert(
-            "outbox",
-            (
-                "id", "attempt_id", "creditor_id", "case_id", "debtor_id", "journey", "node_id",
-                "step", "kind", "channel", "template", "reminder", "amount_minor", "status",
-                "not_before", "reason", "created_at", "sent_at",
-            ),
+            table,
+            columns,
             [
                 (
-                    w.new_id(), e.attempt_id, w.creditor_key, e.case_id, e.debtor_id, e.journey,
-                    e.node_id, e.step, e.kind, e.channel, e.template, e.reminder, e.amount_minor,
-                    e.status, w.timestamp(e.not_before), e.reason, w.timestamp(now),
-                    w.timestamp(e.sent_at) if e.sent_at else None,
+                    new_id(), aid, creditor, case, debtor, journey, node, step, kind, channel,
+                    template, reminder, amount, status, stamp(not_before), reason, created,
+                    stamp(sent_at) if sent_at else None,
                 )
-                for e in entries
+                for (
+                    aid, case, debtor, journey, node, step, kind, channel, template, reminder,
+                    amount, status, not_before, reason, sent_at,
+                ) in entries
             ],
         )  # fmt: skip
+        if table != "outbox":
+            names = ", ".join(columns)
+            self.connection.exec_driver_sql(
+                f"INSERT INTO outbox ({names}) SELECT {names} FROM {table} ORDER BY rowid"
+            )
+            self.connection.exec_driver_sql(f"DELETE FROM {table}")
         return len(entries)
 
     def log_policy(
@@ -421,6 +489,7 @@ class JourneyStore:
     ) -> None:
         """(case, attempt id, stage, verdict, channel, reason) into the append-only log."""
         w = self.writer
+        new_id, creditor, stamp = w.new_id, w.creditor_key, w.timestamp(at)
         w.insert(
             "policy_log",
             (
@@ -434,10 +503,7 @@ class JourneyStore:
                 "channel",
                 "reason",
             ),
-            [
-                (w.new_id(), w.creditor_key, c, a, w.timestamp(at), s, v, ch, r)
-                for c, a, s, v, ch, r in rows
-            ],
+            [(new_id(), creditor, c, a, stamp, s, v, ch, r) for c, a, s, v, ch, r in rows],
         )
 
     _ENROLMENT_SETS = (
@@ -467,7 +533,7 @@ class JourneyStore:
             "CREATE TEMPORARY TABLE IF NOT EXISTS tick_moves (journey_key text, "
             "journey_version int, persona text, node_id text, entered_at timestamptz, "
             "wake_at timestamptz, step int, done boolean, exit_reason text, arms text, "
-            "case_id uuid PRIMARY KEY)"
+            "case_id uuid NOT NULL)"
         )
         self.connection.exec_driver_sql("DELETE FROM tick_moves")
         w.insert("tick_moves", (*self._ENROLMENT_SETS, "case_id"), rows)

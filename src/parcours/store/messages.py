@@ -135,12 +135,17 @@ class MessageStore(JourneyStore):
         "o.reminder, o.attempts"
     )
 
-    def _claimed_rows(self, where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    def _claimed_rows(
+        self, where: str, params: Sequence[Any], index: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Rows of the creditor's outbox matching `where`; SQLite is told to use `index`
+        (without statistics it may take the creditor's whole outbox instead)."""
         from parcours.channels.content import Channel
 
         columns = self._CLAIMED.format(case=self._id("o.case_id"), debtor=self._id("o.debtor_id"))
+        via = f" INDEXED BY {index}" if index and self.sqlite else ""
         rows = self._rows(
-            f"SELECT {self._id('o.id')}, {columns} FROM outbox o "
+            f"SELECT {self._id('o.id')}, {columns} FROM outbox o{via} "
             f"WHERE o.creditor_id = ? AND {where}",
             params,
         )
@@ -212,21 +217,22 @@ class MessageStore(JourneyStore):
             )  # fmt: skip
 
     def mark_sent(
-        self,
-        outbox_id: Key,
-        token: str,
-        at: dt.datetime,
-        ref: str | None,
-        units: int,
-        reason: str | None,
+        self, token: str, sent: Sequence[tuple[Key, dt.datetime, str | None, int, str | None]]
     ) -> None:
-        m = self.mark
-        self._settle(
-            outbox_id, token,
-            f"status = 'sent', sent_at = {m}, provider_ref = {m}, units = {m}, reason = {m}, "
-            "attempts = attempts + 1",
-            (self.writer.timestamp(at), ref, units, reason),
-        )  # fmt: skip
+        """Record claimed rows as sent: (outbox id, at, provider ref, units, reason) each,
+        in one statement the driver runs per row (a batch of a dispatch records at once)."""
+        if not sent:
+            return
+        m, w = self.mark, self.writer
+        self.connection.exec_driver_sql(
+            f"UPDATE outbox SET status = 'sent', sent_at = {m}, provider_ref = {m}, "
+            f"units = {m}, reason = {m}, attempts = attempts + 1, claim = NULL "
+            f"WHERE id = {m} AND creditor_id = {m} AND claim = {m}",
+            [
+                (w.timestamp(at), ref, units, reason, outbox_id, w.creditor_key, token)
+                for outbox_id, at, ref, units, reason in sent
+            ],
+        )
 
     def retry_later(self, outbox_id: Key, token: str, at: dt.datetime, reason: str | None) -> None:
         m = self.mark
@@ -264,7 +270,9 @@ class MessageStore(JourneyStore):
         if attempt_id:
             found = self._claimed_rows("o.attempt_id = ?", [attempt_id])
         elif provider_ref:
-            found = self._claimed_rows("o.provider_ref = ?", [provider_ref])
+            found = self._claimed_rows(
+                "o.provider_ref = ?", [provider_ref], "ix_outbox_provider_ref"
+            )
         else:
             return None
         return found[0] if found else None

@@ -631,6 +631,17 @@ class OutboxRow(Base):
         _same_tenant("debtor_id", "debtors"),
         Index("ix_outbox_dispatch", "creditor_id", "status", "not_before"),
         Index("ix_outbox_debtor", "creditor_id", "debtor_id", "created_at"),
+        # Only the rows that have a claim or a carrier reference (migration 0010): the
+        # many a tick writes have neither, and lookups are by equality.
+        *(
+            Index(
+                f"ix_outbox_{column}",
+                column,
+                sqlite_where=sql_text(f"{column} IS NOT NULL"),
+                postgresql_where=sql_text(f"{column} IS NOT NULL"),
+            )
+            for column in ("claim", "provider_ref")
+        ),
         CheckConstraint(
             "status IN ('queued','delayed','sent','skipped','review','failed')", name="status"
         ),
@@ -658,8 +669,8 @@ class OutboxRow(Base):
     # Dispatch: tries so far; the claim of the dispatcher sending it now (its lease ends at
     # not_before, after which another may take it over); the carrier's id and units billed.
     attempts: Mapped[int] = mapped_column(Integer(), server_default="0")
-    claim: Mapped[str | None] = mapped_column(String(32), index=True)
-    provider_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    claim: Mapped[str | None] = mapped_column(String(32))
+    provider_ref: Mapped[str | None] = mapped_column(String(128))
     units: Mapped[int | None] = mapped_column(Integer())
 
 

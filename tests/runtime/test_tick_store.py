@@ -1,0 +1,228 @@
+"""The tick's reads and writes on SQLite and PostgreSQL: which cases are enrolled and
+which are due, each once; each debtor's recent messages counted once; many outbox rows
+written at once keep their attempt ids unique."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from parcours.ingest import ImportKind
+from parcours.runtime.tick import CONFLICTS, _read_facts, run_tick
+from parcours.store.bulk import Key
+from parcours.store.journeys import JourneyStore, OutboxEntry
+from parcours.store.schema import CaseRow, DebtorRow, EnrolmentRow
+from parcours.store.uow import UnitOfWork
+from tests.ingest.test_import import run_import, write_csv
+from tests.runtime.test_tick import START, library, load
+
+HEADER = "debtor_ref,name,email,phone,language,country,street,postcode,city"
+
+
+def _tick(engine: Engine, now: dt.datetime) -> Any:
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        result = run_tick(uow.connection(), creditor.id, library(), now)
+        uow.commit()
+    return result
+
+
+def _add_debtor(engine: Engine, tmp_path: Path, ref: str, now: dt.datetime) -> None:
+    row = f"{ref},Dana {ref},{ref.lower()}@example.be,0470111222,fr,BE,Rue {ref},1000,Bruxelles"
+    run_import(
+        engine, ImportKind.DEBTORS, write_csv(tmp_path, f"{ref}.csv", HEADER, [row]), now=now
+    )
+    run_import(
+        engine,
+        ImportKind.INVOICES,
+        write_csv(
+            tmp_path,
+            f"{ref}-i.csv",
+            "invoice_ref,debtor_ref,amount,currency,issue_date,due_date",
+            [f"I{ref},{ref},50.00,EUR,2026-11-05,2026-12-05"],
+        ),
+        now=now,
+    )
+
+
+def _enrolled(engine: Engine) -> list[UUID]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(EnrolmentRow.case_id)).scalars())
+
+
+def _case_of(engine: Engine, debtor_ref: str) -> UUID:
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(CaseRow.id).join(DebtorRow, DebtorRow.id == CaseRow.debtor_id)
+            .where(DebtorRow.ref == debtor_ref)
+        )  # fmt: skip
+        return found.scalar_one()  # type: ignore[no-any-return]
+
+
+def _set_status(engine: Engine, case: UUID, status: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(CaseRow).where(CaseRow.id == case).values(status=status))
+
+
+def test_a_case_opened_after_a_tick_is_enrolled_at_the_next_one_and_only_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    load(engine, tmp_path)
+    assert _tick(engine, START).enrolled == 3
+    assert _tick(engine, START + dt.timedelta(hours=1)).enrolled == 0
+    # Imported after the tick with an earlier clock (clock travel): still enrolled.
+    _add_debtor(engine, tmp_path, "D4", START - dt.timedelta(days=3))
+    assert _tick(engine, START + dt.timedelta(days=1)).enrolled == 1
+    assert _case_of(engine, "D4") in _enrolled(engine)
+    for day in (2, 3):
+        assert _tick(engine, START + dt.timedelta(days=day)).enrolled == 0
+    enrolled = _enrolled(engine)
+    assert len(enrolled) == len(set(enrolled)) == 4
+
+
+def test_a_case_reopened_before_it_was_ever_enrolled_is_enrolled(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A case closed before the first tick leaves more cases than enrolments for good:
+    each tick then looks for open cases without one, and finds new and reopened ones."""
+    load(engine, tmp_path)
+    closed = _case_of(engine, "D3")
+    _set_status(engine, closed, "closed")
+    assert _tick(engine, START).enrolled == 2
+    assert _tick(engine, START + dt.timedelta(hours=1)).enrolled == 0
+    _set_status(engine, closed, "open")
+    _add_debtor(engine, tmp_path, "D4", START)
+    assert _tick(engine, START + dt.timedelta(days=1)).enrolled == 2
+    assert {closed, _case_of(engine, "D4")} <= set(_enrolled(engine))
+    assert _tick(engine, START + dt.timedelta(days=2)).enrolled == 0
+    assert len(_enrolled(engine)) == 4
+
+
+def _keys(store: JourneyStore, engine: Engine) -> dict[str, tuple[Key, Key]]:
+    """debtor ref → (case, debtor) in storage form."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(DebtorRow.ref, CaseRow.id, CaseRow.debtor_id)
+            .join(DebtorRow, DebtorRow.id == CaseRow.debtor_id)
+        ).all()  # fmt: skip
+    return {ref: (store.writer.key(case), store.writer.key(debtor)) for ref, case, debtor in rows}
+
+
+def test_a_case_due_by_its_wake_time_and_by_an_event_is_due_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    load(engine, tmp_path)
+    _tick(engine, START)
+    later = START + dt.timedelta(hours=2)
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        connection = uow.connection()
+        store = JourneyStore(connection, creditor.id)
+        keys = _keys(store, engine)
+        # Every case waits for a date days away: make Alice's due now by time, and give
+        # her and Bruno an event each since the tick (Chris gets none).
+        connection.execute(
+            update(EnrolmentRow)
+            .where(EnrolmentRow.case_id == _case_of(engine, "D1"))
+            .values(wake_at=START + dt.timedelta(hours=1))
+        )
+        from parcours.store.payments import PaymentStore
+
+        PaymentStore(connection, creditor.id).add_events(
+            [(keys[ref][0], keys[ref][1], "message.replied", later, {}) for ref in ("D1", "D2")]
+        )
+        due = store.due(later + dt.timedelta(minutes=1), store.last_tick())
+    assert sorted(due.case) == due.case  # in the order of the case ids
+    assert set(due.case) == {keys["D1"][0], keys["D2"][0]}
+    assert len(due.case) == 2
+
+
+def test_each_debtors_recent_messages_count_once_whatever_their_cases(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Facts read for two cases of one person: the person's messages in the cap's window
+    are theirs once, each case sees only its own sends."""
+    load(engine, tmp_path)
+    _tick(engine, START)
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        connection = uow.connection()
+        store = JourneyStore(connection, creditor.id)
+        keys = _keys(store, engine)
+        case, debtor = keys["D1"]
+        # A second (older, closed) case of Alice's, with a message of its own.
+        other = store.writer.new_id()
+        store.writer.insert(
+            "cases",
+            ("id", "creditor_id", "debtor_id", "ref", "status", "opened_at"),
+            [(other, store.writer.creditor_key, debtor, "OLD-1", "closed",
+              store.writer.timestamp(START - dt.timedelta(days=90)))],
+        )  # fmt: skip
+        sent = START + dt.timedelta(days=1)
+        entries = [
+            OutboxEntry(f"a-{n}", c, debtor, "ladder@1", "reminder", n, "send", ch,
+                        "reminder_1", True, None, "sent", sent, "allowed", sent)
+            for n, (c, ch) in enumerate([(case, "email"), (case, "sms"), (other, "letter")])
+        ]  # fmt: skip
+        store.add_outbox(entries, sent)
+        now = sent + dt.timedelta(days=1)
+        gate = _read_facts(store, [case, other], [debtor, debtor], ["c1", "c2"], now)
+    assert sorted(ch for ch, _ in gate.recent[debtor]) == ["email", "letter", "sms"]
+    assert [int(n) for n in gate.facts.reminders_sent] == [2, 1]
+    assert {ch for _, ch in gate.reminders[0]} == {"email", "sms"}
+    assert [ch for _, ch in gate.reminders[1]] == ["letter"]
+
+
+@pytest.mark.parametrize("rows", [3, 2_500])  # one statement per row, and at once
+def test_outbox_rows_keep_their_attempt_ids_unique(
+    engine: Engine, tmp_path: Path, rows: int
+) -> None:
+    load(engine, tmp_path)
+    _tick(engine, START)
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        store = JourneyStore(uow.connection(), creditor.id)
+        keys = list(_keys(store, engine).values())
+
+        def entries(prefix: str, n: int) -> list[OutboxEntry]:
+            return [
+                OutboxEntry(f"{prefix}-{i}", *keys[i % 3], "ladder@1", "reminder", i, "send",
+                            "letter", "reminder_1", False, None, "queued", START, None)
+                for i in range(n)
+            ]  # fmt: skip
+
+        assert store.add_outbox(entries("x", rows), START) == rows
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        store = JourneyStore(uow.connection(), creditor.id)
+        written = store._rows("SELECT COUNT(*) FROM outbox WHERE creditor_id = ? AND node_id = ?",
+                              ["reminder"])  # fmt: skip
+        assert int(written[0][0]) == rows
+        with pytest.raises(CONFLICTS):
+            store.add_outbox([*entries("y", rows - 1), *entries("x", 1)], START)
+
+
+def test_a_tick_leaves_the_cycle_collector_as_it_found_it(engine: Engine, tmp_path: Path) -> None:
+    import gc
+
+    load(engine, tmp_path)
+    assert gc.isenabled()
+    _tick(engine, START)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        _tick(engine, START + dt.timedelta(days=1))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
