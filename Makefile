@@ -66,9 +66,6 @@ demo: $(STAMP) system
 		--strategy persona-vs-universal --strategy persona --strategy universal --adopt --report report.html
 	@echo "== The experiment's database is now demo/parcours.db: what the engine stored"
 	cd demo && $(PARCOURS) status
-	@echo "== Day $(DEMO_DAYS), for real: today's tick sends through demo/channels.yaml (files in demo/outbox/)"
-	cd demo && $(PARCOURS) run --at "$$(date -d 'today 10:00' +%FT%T)"
-	@echo "written to demo/outbox/: $$(ls demo/outbox | sed -E 's/^[^.]+\.//' | sort | uniq -c | tr -s ' ' | paste -sd,)"
 	cd demo && $(PARCOURS) personas explain D0000001
 	cd demo && $(PARCOURS) cases list --limit 5
 	@# The case with the oldest unpaid invoice: still open after the replay.
