@@ -10,7 +10,6 @@ A line already imported (same account and bank reference) is never booked twice.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import hashlib
 import json
 import time
@@ -35,6 +34,7 @@ from parcours.payments.reconcile import (
     refs_in_text,
 )
 from parcours.payments.statements import Statement, StatementError, StatementLine
+from parcours.runtime.batch import Stopwatch, cycle_collection_paused
 from parcours.store.bulk import Key
 from parcours.store.payments import CaseInfo, PaymentStore
 
@@ -246,19 +246,6 @@ class PaymentBooker:
         return len(paid_off)
 
 
-class _Laps:
-    """Adds the wall time since the previous lap to a phase of `seconds`."""
-
-    def __init__(self, seconds: dict[str, float]) -> None:
-        self.seconds = seconds
-        self.last = time.perf_counter()
-
-    def __call__(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
-        self.last = now
-
-
 def _paid_at(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), UTC)
 
@@ -275,19 +262,6 @@ class _Line:
     score: float | None = None
     status: str = "unmatched"
     reason: str | None = None
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """An import makes millions of small objects that form no cycles; the cycle
-    collector's passes over them cost a tenth of its time, so it waits until the end."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # SQLite reads the database file through a memory map of up to this size during an
@@ -319,7 +293,7 @@ def import_statement(
     """Read, reconcile and book every statement of a file, in one transaction: a file that
     cannot be read raises StatementError and books nothing."""
     started = time.perf_counter()
-    with _collector_paused(), ThreadPoolExecutor(1) as hasher:
+    with cycle_collection_paused(), ThreadPoolExecutor(1) as hasher:
         # hashlib lets go of the interpreter while it hashes: the digest is made on the
         # other core while the file is parsed.
         hashing = hasher.submit(hashlib.sha256, data)
@@ -350,7 +324,7 @@ def import_one(
     account = statement.account_iban
     report = StatementReport(statement.format, account, statement.statement_id)
     report.lines = len(statement.lines)
-    lap = _Laps(report.seconds)
+    lap = Stopwatch(report.seconds).lap
     if store.statement_exists(account, statement.statement_id, digest):
         report.already_imported = report.lines  # the very same file: nothing to do
         return report

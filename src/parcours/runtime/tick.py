@@ -13,14 +13,10 @@ against live facts, and the provider gets the attempt id as its idempotency key.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import hashlib
 import json
 import sqlite3
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -59,6 +55,7 @@ from parcours.journeys.policy import (
 )
 from parcours.personas.features import is_mobile
 from parcours.runtime.arrangements import DEFAULT_RULES, settle_arrangements
+from parcours.runtime.batch import Stopwatch, cycle_collection_paused
 from parcours.store.bulk import Key
 from parcours.store.journeys import DueBatch, JourneyStore, OutboxEntry
 
@@ -166,23 +163,8 @@ def run_tick(
 
     Promises and plans are settled first: what they became (kept, broken, missed) is an
     event of this tick that wakes its case."""
-    with _without_cycle_collection():
+    with cycle_collection_paused():
         return _tick(connection, creditor_id, library, now, zone, policy, rules)
-
-
-@contextmanager
-def _without_cycle_collection() -> Iterator[None]:
-    """Pause Python's cycle collector: a tick keeps millions of small rows, tuples and
-    lists alive until it ends, which the collector would walk again and again (half of
-    the tick's Python time on a million cases) to find nothing — they form no cycles,
-    and reference counting frees them as usual."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _tick(
@@ -195,7 +177,7 @@ def _tick(
     rules: ArrangementRules,
 ) -> TickResult:
     result = TickResult()
-    clock = _Stopwatch(result.timings)
+    clock = Stopwatch(result.timings)
     result.arrangements = settle_arrangements(connection, creditor_id, now, rules)
     clock.lap("settle")
     store = JourneyStore(connection, creditor_id)
@@ -233,19 +215,6 @@ def _tick(
     store.record_tick(now)
     clock.lap("write")
     return result
-
-
-class _Stopwatch:
-    """Adds the seconds since the previous lap to a named part."""
-
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-        self.last = time.perf_counter()
-
-    def lap(self, part: str) -> None:
-        now = time.perf_counter()
-        self.timings[part] = self.timings.get(part, 0.0) + now - self.last
-        self.last = now
 
 
 _FEE_FIELDS: Final = {
@@ -543,7 +512,7 @@ def _plan_and_gate(
     zone: str,
     policy: PolicyConfig,
     result: TickResult,
-    clock: _Stopwatch,
+    clock: Stopwatch,
 ) -> None:
     journeys = list(library)
     program = compile_journeys(journeys)
