@@ -372,43 +372,17 @@ def child_naive(url: str, at: dt.datetime, sample: int) -> dict[str, object]:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
+    from naive import ladder_letter
     from parcours.store.db import connect
-    from parcours.store.repositories import new_id
-    from parcours.store.schema import CaseRow, InvoiceRow, OutboxRow
+    from parcours.store.schema import CaseRow
 
-    ladder = ((35, "formal_notice"), (21, "reminder_2"), (7, "reminder_1"))
     engine = connect(url)
     started = time.perf_counter()
     decided = 0
     with Session(engine) as session:
         cases = session.scalars(select(CaseRow).where(CaseRow.status == "open").limit(sample)).all()
         for case in cases:
-            invoices = session.scalars(
-                select(InvoiceRow).where(
-                    InvoiceRow.creditor_id == case.creditor_id, InvoiceRow.case_id == case.id
-                )
-            ).all()
-            open_ = [i for i in invoices if i.paid_minor < i.amount_minor]
-            if not open_:
-                continue
-            late = (at.date() - min(i.due_date for i in open_)).days
-            level = next((name for days, name in ladder if late >= days), None)
-            if level is None:
-                continue
-            attempt = f"naive-{case.id}-{level}"
-            done = session.scalars(
-                select(OutboxRow.id).where(OutboxRow.attempt_id == attempt)
-            ).first()
-            if done is None:
-                session.add(
-                    OutboxRow(
-                        id=new_id(), attempt_id=attempt, creditor_id=case.creditor_id,
-                        case_id=case.id, debtor_id=case.debtor_id, journey="naive@1",
-                        node_id=level, step=0, kind="send", channel="letter", template=level,
-                        reminder=True, status="queued", not_before=at, created_at=at,
-                    )
-                )  # fmt: skip
-                session.flush()
+            if ladder_letter(session, case, at, sent=False) is not None:
                 decided += 1
         session.rollback()  # measured, not kept
     return {"seconds": time.perf_counter() - started, "cases": len(cases), "decided": decided}

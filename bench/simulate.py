@@ -134,10 +134,11 @@ def naive(placement: Any, days: int, sample: int, seed: int, work: Path) -> dict
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
+    from naive import ladder_letter
     from parcours.sim.behaviour import Contacts, Population
     from parcours.store.db import connect
     from parcours.store.repositories import new_id
-    from parcours.store.schema import CaseRow, InvoiceRow, OutboxRow, PaymentRow
+    from parcours.store.schema import CaseRow, InvoiceRow, PaymentRow
 
     path = work / "naive.db"
     shutil.copyfile(placement.database, path)
@@ -150,7 +151,6 @@ def naive(placement: Any, days: int, sample: int, seed: int, work: Path) -> dict
         placement.due_day[:sample],
         seed,
     )
-    ladder = ((35, "formal_notice"), (21, "reminder_2"), (7, "reminder_1"))
     letters = paid = 0
     started = time.perf_counter()
     with Session(engine) as session:
@@ -163,33 +163,7 @@ def naive(placement: Any, days: int, sample: int, seed: int, work: Path) -> dict
                     select(CaseRow).where(CaseRow.creditor_id == creditor, CaseRow.ref == ref)
                 ).one()
                 case_of[i] = case
-                invoices = session.scalars(
-                    select(InvoiceRow).where(
-                        InvoiceRow.creditor_id == creditor, InvoiceRow.case_id == case.id
-                    )
-                ).all()
-                open_ = [v for v in invoices if v.paid_minor < v.amount_minor]
-                if not open_:
-                    continue
-                late = (now.date() - min(v.due_date for v in open_)).days
-                level = next((step for wait, step in ladder if late >= wait), None)
-                if level is None:
-                    continue
-                attempt = f"naive-{case.id}-{level}"
-                done = session.scalars(
-                    select(OutboxRow.id).where(OutboxRow.attempt_id == attempt)
-                ).first()
-                if done is None:
-                    session.add(
-                        OutboxRow(
-                            id=new_id(), attempt_id=attempt, creditor_id=creditor,
-                            case_id=case.id, debtor_id=case.debtor_id, journey="naive@1",
-                            node_id=level, step=0, kind="send", channel="letter",
-                            template=level, reminder=True, status="sent", not_before=now,
-                            created_at=now, sent_at=now,
-                        )
-                    )  # fmt: skip
-                    session.flush()
+                if ladder_letter(session, case, now, sent=True) is not None:
                     contacted.append(i)
                     letters += 1
             outcome = population.day(day, Contacts.build(contacted, "letter", tone="firm"))
