@@ -274,3 +274,42 @@ def test_every_channel_leaves_a_real_file_in_the_outbox(
     assert Counter(files) == Counter({"eml": 1, "sms.json": 2, "pdf": 3})
     pdf = next((tmp_path / "outbox").glob("*.pdf")).read_bytes()
     assert pdf.startswith(b"%PDF")
+
+
+class _Dies:
+    """A provider whose process dies (not an error dispatch could catch) at its `n`-th send."""
+
+    def __init__(self, inner: FileOutbox, n: int) -> None:
+        self.inner, self.n, self.sent = inner, n, 0
+
+    def send(self, content: Any, rendered: Any) -> Any:
+        self.sent += 1
+        if self.sent == self.n:
+            raise SystemExit("killed")
+        return self.inner.send(content, rendered)
+
+
+@pytest.mark.parametrize(("record_every", "recorded"), [(1, 3), (2, 2), (50, 0)])
+def test_a_crash_loses_at_most_the_unrecorded_batch(
+    engine: Engine, tmp_path: Path, record_every: int, recorded: int
+) -> None:
+    """Results are booked every `record_every` sends: a process killed at the fourth send
+    leaves the first batches sent and the rest claimed (sent again when the lease ends)."""
+    letters = {**EVERYWHERE, "nodes": [
+        EVERYWHERE["nodes"][0],
+        {**EVERYWHERE["nodes"][1], "channels": ["email", "sms", "letter"], "fallback": []},
+        EVERYWHERE["nodes"][2],
+    ]}  # fmt: skip
+    library = journeys(letters)
+    creditor = plan(engine, tmp_path, library)
+    files = FileOutbox(FileConfig(directory=tmp_path / "outbox"))
+    dies = _Dies(files, 4)
+    channels = channel_set(tmp_path, library, **{c.value: dies for c in Channel})
+    with pytest.raises(SystemExit):
+        dispatch(engine, creditor, channels, DAY_TWO, record_every=record_every)
+    statuses = Counter(status for _, status, *_ in outbox(engine))
+    assert statuses == Counter({"sent": recorded, "queued": 6 - recorded})
+    # After the lease, the unrecorded ones go again (the file outbox dedupes by attempt).
+    later = DAY_TWO + dt.timedelta(minutes=11)
+    assert dispatch(engine, creditor, channel_set(tmp_path, library), later)["sent"] == 6 - recorded
+    assert Counter(status for _, status, *_ in outbox(engine)) == {"sent": 6}

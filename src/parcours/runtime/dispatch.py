@@ -18,7 +18,8 @@ Three short steps, so that nothing is ever sent inside an open transaction:
 Exactly once: the file outbox and the SMS gateway dedupe by attempt id, so a crash between
 sending and recording sends nothing twice; SMTP has no such key, so e-mails carry the
 attempt id as Message-ID (clients drop duplicates) and results are recorded in batches of
-at most `RECORD_EVERY` messages to keep that window small.
+at most `RECORD_EVERY` messages to keep that window small (a caller whose provider cannot
+fail halfway, such as the simulator's recorder, may record larger batches).
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ def dispatch(
     *,
     policy: PolicyConfig = DEFAULT_POLICY,
     limit: int = 500,
+    record_every: int = RECORD_EVERY,
     lease: dt.timedelta = dt.timedelta(minutes=10),
     stop: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.monotonic,
@@ -217,7 +219,7 @@ def dispatch(
             paused[row.channel] = result.detail or "refused"
             log.error("dispatch.provider_refused", channel=row.channel.value, detail=result.detail)
         pending.append((row, result))
-        if len(pending) >= RECORD_EVERY:
+        if len(pending) >= record_every:
             _record(engine, creditor_id, channels, pending, token, now, done)
             pending = []
     if pending:

@@ -901,7 +901,15 @@ class _Run:
         with timer.part("tick"), self.engine.begin() as connection:
             run_tick(connection, p.creditor_id, self.strategy.library, now, zone=p.zone)
         with timer.part("dispatch"):
-            while dispatch(self.engine, p.creditor_id, self.channels, now, limit=DISPATCH_BATCH):
+            # The recorder keeps every message in memory: one record per batch.
+            while dispatch(
+                self.engine,
+                p.creditor_id,
+                self.channels,
+                now,
+                limit=DISPATCH_BATCH,
+                record_every=DISPATCH_BATCH,
+            ):
                 pass
         with timer.part("feedback"), self.engine.connect() as connection:
             tasks = MessageStore(connection, p.creditor_id).open_tasks(now, 1_000_000)
