@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from parcours.ingest import ImportKind
-from parcours.runtime.tick import CONFLICTS, _read_facts, run_tick
+from parcours.runtime.tick import _EVENTS, CONFLICTS, _read_facts, run_tick
 from parcours.store.bulk import Key
-from parcours.store.journeys import JourneyStore, OutboxEntry
+from parcours.store.journeys import EVENT_TYPES, WAKE_TYPES, JourneyStore, OutboxEntry
 from parcours.store.schema import CaseRow, DebtorRow, EnrolmentRow
 from parcours.store.uow import UnitOfWork
 from tests.ingest.test_import import run_import, write_csv
@@ -127,7 +127,8 @@ def test_a_case_due_by_its_wake_time_and_by_an_event_is_due_once(
         store = JourneyStore(connection, creditor.id)
         keys = _keys(store, engine)
         # Every case waits for a date days away: make Alice's due now by time, and give
-        # her and Bruno an event each since the tick (Chris gets none).
+        # her and Bruno an event each since the tick that may end a wait; Chris gets
+        # only reports that change nothing before his time (delivered, opened, a hold).
         connection.execute(
             update(EnrolmentRow)
             .where(EnrolmentRow.case_id == _case_of(engine, "D1"))
@@ -137,11 +138,22 @@ def test_a_case_due_by_its_wake_time_and_by_an_event_is_due_once(
 
         PaymentStore(connection, creditor.id).add_events(
             [(keys[ref][0], keys[ref][1], "message.replied", later, {}) for ref in ("D1", "D2")]
+            + [
+                (*keys["D3"], kind, later, {})
+                for kind in ("message.delivered", "message.opened", "legal_hold.set")
+            ]
         )
         due = store.due(later + dt.timedelta(minutes=1), store.last_tick())
     assert sorted(due.case) == due.case  # in the order of the case ids
     assert set(due.case) == {keys["D1"][0], keys["D2"][0]}
     assert len(due.case) == 2
+
+
+def test_the_events_that_wake_a_case_are_those_the_planner_acts_on() -> None:
+    """What a `wait_event` node hears (the tick's event columns) wakes a sleeping case;
+    every waking event is also read as a fact."""
+    assert set(_EVENTS) <= set(WAKE_TYPES) <= set(EVENT_TYPES)
+    assert "payment.booked" in WAKE_TYPES  # a paid case ends at once
 
 
 def test_each_debtors_recent_messages_count_once_whatever_their_cases(

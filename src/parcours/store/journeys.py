@@ -47,6 +47,19 @@ EVENT_TYPES: Final = (
     "question.asked",
     "question.answered",
 )
+# The events that wake a case before its time: those a `wait_event` node can wait for
+# (the tick's `_EVENTS`) and those that can settle its balance (the planner ends a paid
+# case). Any other event (a delivery report, an opened e-mail, a hold, a call) changes
+# nothing the planner does for a case that is not due: it is read when the case is.
+WAKE_TYPES: Final = (
+    "payment.booked",
+    "promise.made",
+    "promise.broken",
+    "message.replied",
+    "message.clicked",
+    "message.bounced",
+    "dispute.closed",
+)
 
 
 def _uuid_text(raw: bytes) -> str:
@@ -255,8 +268,8 @@ class JourneyStore:
             self.connection.exec_driver_sql(f"SET LOCAL work_mem = '{_WORK_MEM}'")
 
     def due(self, now: dt.datetime, since: dt.datetime | None) -> DueBatch:
-        """Active enrolments whose wake time has come, or whose case had an event since the
-        last tick (an event may end a wait early)."""
+        """Active enrolments whose wake time has come, or whose case had one of the
+        `WAKE_TYPES` events since the last tick (it may end a wait early, or the case)."""
         arms = "e.arms" if self.sqlite else "e.arms::text"
         columns = (
             f"SELECT {self._id('e.case_id')}, {self._id('c.debtor_id')}, e.journey_key, "
@@ -277,7 +290,7 @@ class JourneyStore:
             # enrolments the first one left out), joined by UNION ALL rather than OR: each
             # side uses its own index instead of a scan of every active enrolment. In
             # the order of the case ids, whatever each side's order.
-            types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+            types = ", ".join(f"'{t}'" for t in WAKE_TYPES)
             sql += (
                 f" UNION ALL {columns} FROM (SELECT DISTINCT ev.case_id FROM events ev "
                 f"WHERE ev.creditor_id = ? AND ev.recorded_at > ? AND ev.type IN ({types})) w "
