@@ -82,6 +82,13 @@ def simulate(
         ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Runs in parallel processes (0: one per CPU).")] = 0,
+    shards: Annotated[
+        int,
+        typer.Option(
+            help="Cut each run by debtor into this many parts run in parallel; the figures "
+            "do not change (0: spare CPUs when there are fewer runs, 1 with --keep or --adopt)."
+        ),
+    ] = 0,
     cost: Annotated[
         list[str] | None,
         typer.Option("--cost", help="A channel cost NAME=AMOUNT (e.g. letter=1.95); repeat."),
@@ -134,7 +141,10 @@ def simulate(
     costs = _costs(cost or [], settings.default_currency)
     names = strategy or ["persona", "universal"]
     jobs = len(names) * seeds
-    processes = workers if workers > 0 else min(os.cpu_count() or 1, jobs)
+    cpus = os.cpu_count() or 1
+    keeping = keep is not None or adopt
+    parts = shards if shards > 0 else (1 if keeping else max(1, cpus // jobs))
+    processes = workers if workers > 0 else min(cpus, jobs * parts)
     quiet = as_json
 
     def progress(text: str) -> None:
@@ -152,8 +162,8 @@ def simulate(
             kept = keep or (folder / "runs" if adopt else None)
             report = run_simulation(
                 portfolio, names, days=days, seeds=seeds, work=folder, debtors=debtors,
-                workers=processes, costs=costs, render=render, keep=kept, settings=settings,
-                progress=progress, creditor=creditor,
+                workers=processes, shards=parts, costs=costs, render=render, keep=kept,
+                settings=settings, progress=progress, creditor=creditor,
             )  # fmt: skip
             if target is not None and kept is not None:
                 _adopt(kept / f"{names[0]}-1.db", target)

@@ -235,6 +235,55 @@ def test_the_same_seed_reproduces_every_event_and_another_seed_differs() -> None
     assert digest(5) != digest(6)
 
 
+@given(parts=st.integers(2, 4), seed=st.integers(0, 2**16))
+@settings(max_examples=10, deadline=None)
+def test_a_portfolio_split_by_debtor_behaves_exactly_as_the_whole(parts: int, seed: int) -> None:
+    """Each debtor draws from its place in the whole portfolio: simulated in parts (each
+    part with its own debtors' contacts, in the same order), every debtor pays, promises,
+    complains and opts out on the same days as when simulated with everyone."""
+    n = 600
+    rng = np.random.default_rng(seed)
+    personas: list[str | None] = [None if i % 7 == 0 else PERSONAS[i % 5] for i in range(n)]
+    amounts, dues = rng.integers(500, 90_000, n), rng.integers(-20, 20, n)
+    whole = Population.create(personas, amounts, dues, seed)
+    part_of = rng.integers(0, parts, n)
+    members = [np.flatnonzero(part_of == k) for k in range(parts)]
+    split = [
+        Population.create(
+            [personas[i] for i in ids], amounts[ids], dues[ids], seed, ids=ids, universe=n
+        )
+        for ids in members
+    ]
+    local = np.zeros(n, dtype=np.int64)
+    for ids in members:
+        local[ids] = np.arange(ids.size)
+    for day in range(40):
+        who = rng.choice(n, size=n // 4)  # some debtors get several contacts a day
+        channel, tone = rng.integers(0, 5, who.size), rng.integers(0, 4, who.size)
+        link = rng.random(who.size) < 0.5
+        out = whole.day(day, Contacts.build(who, channel, tone=tone, pay_link=link))
+        paid = sorted(
+            zip(out.payments.debtor.tolist(), out.payments.amount_minor.tolist(), strict=True)
+        )
+        for k, (ids, pop) in enumerate(zip(members, split, strict=True)):
+            mine = np.flatnonzero(part_of[who] == k)
+            got = pop.day(
+                day,
+                Contacts.build(
+                    local[who[mine]], channel[mine], tone=tone[mine], pay_link=link[mine]
+                ),
+            )
+            theirs = sorted(
+                (int(ids[d]), int(a))
+                for d, a in zip(got.payments.debtor, got.payments.amount_minor, strict=True)
+            )
+            assert theirs == [(d, a) for d, a in paid if part_of[d] == k]
+    for ids, pop in zip(members, split, strict=True):
+        for name in ("remaining_minor", "paid_day", "opted_out", "complaints", "disputed"):
+            assert np.array_equal(getattr(pop, name), getattr(whole, name)[ids]), name
+        assert np.allclose(pop.boost, whole.boost[ids])
+
+
 # ----------------------------------------------------------------------------- (d)
 
 
@@ -270,6 +319,7 @@ def test_contacts_beyond_the_tolerated_number_turn_the_effect_negative() -> None
     pay once past the tolerated number, and far enough past it lowers it (delay on purpose)."""
     raw = raw_config()
     raw["defaults"]["read"]["value"] = dict.fromkeys(CHANNELS, 1.0)
+    raw["personas"]["engaged"].pop("read", None)  # its own rates would replace the default
     config = parse_behaviour(raw)
     tolerated = config.personas["engaged"].tolerated_contacts_per_week.value
     boosts = []

@@ -33,6 +33,7 @@ from parcours.sim.run import (
     strategy,
     template_tone,
 )
+from parcours.sim.shards import merge, split
 from parcours.store.db import connect
 
 DEBTORS = 300
@@ -184,6 +185,34 @@ def test_the_same_seed_gives_exactly_the_same_report(placement: Placement, work:
     assert not np.array_equal(first.paid_day, other.paid_day)
 
 
+@pytest.mark.parametrize("shards", [2, 3])
+def test_a_run_cut_into_parts_gives_exactly_the_same_figures(
+    placement: Placement, work: Path, shards: int
+) -> None:
+    """Each part on its own database with its own debtors, merged: the same run, per
+    debtor and in what the engine stored, as when every debtor is simulated together."""
+    whole = run(placement, work, "persona-vs-universal", seed=3, days=30)
+    parts = split(placement, shards)
+    assert sorted(np.concatenate([p.ids for p in parts]).tolist()) == list(range(DEBTORS))
+    for part in parts:  # each part's database holds its own debtors only
+        engine = connect(f"sqlite:///{part.placement.database}", check=False)
+        refs = {ref for (ref,) in rows(engine, "SELECT ref FROM cases")}
+        engine.dispose()
+        assert refs == set(part.placement.case_refs) and len(refs) == len(part.ids)
+    chosen = strategy("persona-vs-universal", load_library())
+    merged = merge(
+        [(p, run_seed(p.placement, chosen, days=30, seed=3, work=work, shard=p)) for p in parts]
+    )
+    for name in ("paid_day", "contacts", "sms_units", "complaints", "promises", "plans", "csat"):
+        assert np.array_equal(getattr(merged, name), getattr(whole, name)), name
+    assert merged.arm == whole.arm and merged.persona == whole.persona
+    assert all(np.array_equal(merged.collected_at[w], whole.collected_at[w]) for w in (30,))
+    assert merged.engine == whole.engine
+    assert json.dumps(compare([merged]).as_dict(), default=str) == json.dumps(
+        compare([whole]).as_dict(), default=str
+    )
+
+
 def test_an_experiment_splits_cases_between_its_arms(placement: Placement, work: Path) -> None:
     result = run(placement, work, "persona-vs-universal", days=10)
     assert result.arm is not None
@@ -239,6 +268,17 @@ def test_the_command_compares_strategies_and_refuses_bad_arguments(
     assert zero.exit_code == 2 and "--days 0" in zero.output
     cost = runner.invoke(app, [*base, "--cost", "pigeon=1"])
     assert cost.exit_code == 2 and "pigeon" in cost.output
+    parts = runner.invoke(app, [*base, "--shards", "2", "--keep", str(tmp_path / "no")])
+    assert parts.exit_code == 2 and "--shards 2" in parts.output
+    # One run cut in two parts in two processes: the figures of the run done whole.
+    once = [*base, "--days", "6", "--seeds", "1", "--strategy", "persona", "--debtors", "60"]
+    one, two = (runner.invoke(app, [*once, "--shards", n, "--workers", n, "--json"]) for n in "12")
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    clocks = ("seconds", "timings")  # how long it took differs, not what it found
+    figures = [
+        {k: v for k, v in json.loads(r.stdout).items() if k not in clocks} for r in (one, two)
+    ]
+    assert figures[0] == figures[1]
     done = runner.invoke(
         app,
         [

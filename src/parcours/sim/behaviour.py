@@ -699,6 +699,17 @@ def _scatter_add(target: npt.NDArray[Any], index: IntArray, values: npt.NDArray[
     target[which] += sums.astype(target.dtype)
 
 
+def _occurrence(debtors: IntArray) -> IntArray:
+    """For each entry, how many entries of the same debtor come before it (0, 1, ...)."""
+    order = np.argsort(debtors, kind="stable")
+    ordered = debtors[order]
+    pos = np.arange(order.size)
+    starts = np.r_[True, ordered[1:] != ordered[:-1]] if order.size else np.zeros(0, bool)
+    nth = np.empty(order.size, dtype=np.int64)
+    nth[order] = pos - np.maximum.accumulate(np.where(starts, pos, 0))
+    return nth
+
+
 def _first_per_debtor(debtors: IntArray) -> IntArray:
     """Positions of the first occurrence of each debtor (in input order)."""
     _, first = np.unique(debtors, return_index=True)
@@ -720,10 +731,16 @@ class Population:
         amount_minor: IntArray,
         due_day: IntArray,
         able_in_full: BoolArray,
+        ids: IntArray | None = None,
+        universe: int | None = None,
     ) -> None:
         n = persona.size
         self._t = tables
         self._seed = seed
+        # Each debtor's place in the whole portfolio: its random numbers are drawn there,
+        # so a part of the portfolio simulated alone behaves as it does within the whole.
+        self._ids = np.arange(n, dtype=np.int64) if ids is None else ids
+        self._universe = n if universe is None else universe
         self.persona_keys = tables.keys
         self.persona = persona
         self.due_day = due_day
@@ -767,9 +784,16 @@ class Population:
         due_days: npt.ArrayLike,
         rng_seed: int,
         config: BehaviourConfig | None = None,
+        *,
+        ids: npt.ArrayLike | None = None,
+        universe: int | None = None,
     ) -> Population:
         """N debtors; `None` personas are drawn from the configured mix. Days are integers
-        on the simulation's own clock (day 0 = its start)."""
+        on the simulation's own clock (day 0 = its start).
+
+        `ids` (with `universe`) places these debtors in a larger portfolio of `universe`
+        debtors: debtor k draws the random numbers of debtor `ids[k]` of the whole, so each
+        part of a portfolio split by debtor behaves exactly as within the whole."""
         config = config or _builtin()
         tables = _tables(config)
         amounts = np.asarray(amounts_minor, dtype=np.int64).reshape(-1)
@@ -786,11 +810,15 @@ class Population:
         unknown = sorted({p for p in personas if p is not None and p not in lookup})
         if unknown:
             raise ValueError(f"unknown persona(s) {unknown} (known: {tables.keys})")
+        at = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        whole = n if universe is None else universe
+        if at.size != n or (n and (at.min() < 0 or at.max() >= whole)):
+            raise ValueError(f"ids: one place in 0..{whole - 1} per debtor")
         rng = _stream(rng_seed, 0)
-        drawn = rng.choice(len(tables.keys), size=n, p=tables.mix)
+        drawn = rng.choice(len(tables.keys), size=whole, p=tables.mix)[at]
         given = np.array([-1 if p is None else lookup[p] for p in personas], dtype=np.int64)
         code: CodeArray = np.where(given < 0, drawn, given).astype(np.int8)
-        able = rng.random(n) < tables.pays_in_full[code]
+        able = rng.random(whole)[at] < tables.pays_in_full[code]
         return cls(
             tables=tables,
             seed=rng_seed,
@@ -798,7 +826,14 @@ class Population:
             amount_minor=amounts,
             due_day=due,
             able_in_full=able,
+            ids=at,
+            universe=whole,
         )
+
+    def _uniforms(self, rows: int, *key: int) -> npt.NDArray[np.float32]:
+        """`rows` uniforms per debtor from stream `key`, drawn for the whole portfolio."""
+        block = _stream(self._seed, *key).random((rows, self._universe), dtype=np.float32)
+        return block if self._universe == len(self) else block[:, self._ids]
 
     def __len__(self) -> int:
         return int(self.persona.size)
@@ -837,9 +872,7 @@ class Population:
         # A fixed block of uniforms per debtor and day, whatever the contacts: strategies
         # run on the same seed share them (common random numbers).
         # (float32: half the cost; a resolution of 6e-8 is far below any probability here)
-        u_pay, u_part, u_answer, u_score = _stream(self._seed, 1, day).random(
-            (4, n), dtype=np.float32
-        )
+        u_pay, u_part, u_answer, u_score = self._uniforms(4, 1, day)
 
         react = self._contacts(day, contacts)
 
@@ -938,8 +971,14 @@ class Population:
     def _contacts(self, day: int, c: Contacts) -> _Reacted:
         t = self._t
         m = len(c)
-        v = _stream(self._seed, 2, day).random((11, m))
         d = c.debtor
+        # A contact's uniforms belong to its debtor and its rank among the debtor's
+        # contacts of the day (not to its place in the day's list of everyone's).
+        v = np.empty((11, m), dtype=np.float32)
+        nth = _occurrence(d)
+        for r in range(int(nth.max()) + 1 if m else 0):
+            at = np.flatnonzero(nth == r)
+            v[:, at] = self._uniforms(11, 2, day, r)[:, d[at]]
         ch = c.channel.astype(np.intp)
         tone = c.tone.astype(np.intp)
         p = self.persona[d].astype(np.intp)

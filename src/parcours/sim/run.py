@@ -84,6 +84,7 @@ from parcours.sim.behaviour import (
     persona_codes,
 )
 from parcours.sim.report import WINDOWS, SeedRun
+from parcours.sim.shards import Shard, merge, split
 
 __all__ = [
     "BUILTIN_EXPERIMENT",
@@ -742,23 +743,28 @@ def run_seed(
     keep_database: Path | None = None,
     dispute_days: int = DISPUTE_DAYS,
     progress: Callable[[int], None] | None = None,
+    shard: Shard | None = None,
 ) -> SeedRun:
-    """Run one strategy on one seed for `days` days on a fresh copy of the template."""
+    """Run one strategy on one seed for `days` days on a fresh copy of the template.
+
+    With `shard`, `placement` is that part of a larger one (`sim.shards.split`), and its
+    debtors behave as they do within the whole."""
     from parcours.store.db import connect
 
     if days < 1:
         raise SimulationError(f"--days {days}: at least one day")
     work.mkdir(parents=True, exist_ok=True)
     path = keep_database or work / f"run-{chosen.name}-{seed}-{os.getpid()}.db"
+    ids, universe = (None, None) if shard is None else (shard.ids, shard.universe)
     for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         leftover.unlink(missing_ok=True)
     shutil.copyfile(placement.database, path)
     engine = connect(f"sqlite:///{path}", check=False)
     event.listen(engine, "connect", _throwaway)
     try:
-        return _Run(placement, chosen, engine, seed, days, render, behaviour, dispute_days).run(
-            progress
-        )
+        return _Run(
+            placement, chosen, engine, seed, days, render, behaviour, dispute_days, ids, universe
+        ).run(progress)
     finally:
         engine.dispose()
         if keep_database is None:
@@ -787,6 +793,8 @@ class _Run:
         render: bool,
         behaviour: BehaviourConfig | None,
         dispute_days: int,
+        ids: IntArray | None = None,
+        universe: int | None = None,
     ) -> None:
         from parcours.channels.render import get_renderer
         from parcours.runtime.dispatch import ChannelSet
@@ -811,8 +819,9 @@ class _Run:
             for latent, persona in zip(placement.latent, placement.persona, strict=True)
         ]
         self.population = Population.create(
-            truth, placement.placed_minor, placement.due_day, seed, config
-        )
+            truth, placement.placed_minor, placement.due_day, seed, config,
+            ids=ids, universe=universe,
+        )  # fmt: skip
         self.index = {ref: i for i, ref in enumerate(placement.case_refs)}
         self.recorder = RecordingProvider()
         self.channels = ChannelSet(
@@ -1359,19 +1368,21 @@ def _engine_counts(engine: Engine, creditor_id: uuid.UUID) -> dict[str, Any]:
 # -- several runs -----------------------------------------------------------------------
 
 
-_Job = tuple[Placement, str, Path | None, int, int, Path, bool, Path | None]
+_Job = tuple[Shard, str, Path | None, int, int, Path, bool, Path | None]
 
 
 def _one(job: _Job) -> SeedRun:
-    """One run in a worker process (the library is loaded there: journeys travel as files)."""
-    placement, name, journeys_dir, days, seed, work, render, keep = job
+    """One run (or part of one) in a worker process (the library is loaded there:
+    journeys travel as files)."""
+    shard, name, journeys_dir, days, seed, work, render, keep = job
     from parcours.journeys.library import load_library
 
     chosen = strategy(name, load_library(journeys_dir))
     kept = keep / f"{name}-{seed}.db" if keep is not None else None
     return run_seed(
-        placement, chosen, days=days, seed=seed, work=work, render=render, keep_database=kept
-    )
+        shard.placement, chosen, days=days, seed=seed, work=work, render=render,
+        keep_database=kept, shard=shard,
+    )  # fmt: skip
 
 
 def simulate(
@@ -1383,6 +1394,7 @@ def simulate(
     work: Path,
     debtors: int | None = None,
     workers: int = 1,
+    shards: int = 1,
     costs: Any = None,
     render: bool = False,
     keep: Path | None = None,
@@ -1392,8 +1404,9 @@ def simulate(
 ) -> Any:
     """Run every strategy on seeds 1..`seeds` and compare them (a `SimulationReport`).
 
-    Runs go to `workers` processes (each on its own database copy); the report does not
-    depend on how many. With `keep`, each run's database stays there as
+    Each run is cut by debtor into `shards` parts (`sim.shards`); runs and parts go to
+    `workers` processes (each on its own database copy); the report depends on neither.
+    With `keep` (one part per run), each run's database stays there as
     `<strategy>-<seed>.db` (what the engine stored: for the analytics and the dashboard).
     `creditor` names the portfolio's creditor in those databases."""
     from concurrent.futures import ProcessPoolExecutor
@@ -1410,6 +1423,8 @@ def simulate(
         raise SimulationError(f"--seeds {seeds}: at least one seed")
     if not names:
         raise SimulationError("no strategy: give at least one --strategy")
+    if shards < 1 or (shards > 1 and keep is not None):
+        raise SimulationError(f"--shards {shards}: at least one, and one to keep the databases")
     library = load_library(settings.journeys_dir)
     for name in names:
         strategy(name, library)  # refuses an unknown name before any work
@@ -1423,21 +1438,30 @@ def simulate(
     prepared = time.perf_counter() - started
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
+    parts = split(placement, shards)
     jobs: list[_Job] = [
-        (placement, name, settings.journeys_dir, days, seed, work, render, keep)
+        (shard, name, settings.journeys_dir, days, seed, work, render, keep)
         for name in names
         for seed in range(1, seeds + 1)
+        for shard in parts
     ]
+    done: list[tuple[Shard, SeedRun]] = []
     runs: list[SeedRun] = []
+
+    def finished(job: _Job, run: SeedRun) -> None:
+        done.append((job[0], run))
+        if len(done) == len(parts):  # a run's parts come in a row
+            runs.append(merge(done))
+            done.clear()
+            say(f"{job[1]} seed {job[4]} done")
+
     if workers <= 1 or len(jobs) == 1:
         for job in jobs:
-            runs.append(_one(job))
-            say(f"{job[1]} seed {job[4]} done")
+            finished(job, _one(job))
     else:
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
             for job, run in zip(jobs, pool.map(_one, jobs), strict=True):
-                runs.append(run)
-                say(f"{job[1]} seed {job[4]} done")
+                finished(job, run)
     info = {
         "portfolio": str(portfolio),
         "cases": len(placement),
