@@ -173,11 +173,11 @@ def tasks_list(
     from rich.table import Table
 
     from parcours.cli import _creditor, _unit_of_work
-    from parcours.store.messages import MessageStore
+    from parcours.runtime.tasks import due_tasks
 
     with _unit_of_work() as uow:
         owner = _creditor(uow, creditor)
-        tasks = MessageStore(uow.connection(), owner.id).open_tasks(dt.datetime.now(dt.UTC), limit)
+        tasks = due_tasks(uow.connection(), owner.id, dt.datetime.now(dt.UTC), limit)
     table = Table("task", "case", "kind", "script", "journey")
     for attempt, case_ref, channel, script, journey, _ in tasks:
         table.add_row(

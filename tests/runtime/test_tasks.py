@@ -7,14 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from parcours.domain.journey import Journey
 from parcours.journeys.library import Library
-from parcours.runtime.tasks import Disposition, TaskError, complete_task
+from parcours.runtime.tasks import Disposition, TaskError, complete_task, due_tasks
 from parcours.runtime.tick import run_tick
 from parcours.store.messages import MessageStore
-from parcours.store.schema import CaseRow, DebtorRow, EventRow, OutboxRow, PromiseRow
+from parcours.store.schema import (
+    CaseRow,
+    DebtorRow,
+    EventRow,
+    InvoiceRow,
+    OutboxRow,
+    PromiseRow,
+)
 from parcours.store.uow import UnitOfWork
 from tests.runtime.test_tick import START, load, rows
 
@@ -46,7 +53,7 @@ def tick(engine: Engine, at: dt.datetime) -> Any:
 
 def open_tasks(engine: Engine, creditor: Any, at: dt.datetime) -> list[tuple[Any, ...]]:
     with engine.connect() as connection:
-        return MessageStore(connection, creditor).open_tasks(at, 50)
+        return due_tasks(connection, creditor, at, 50)
 
 
 def test_a_call_task_is_gated_and_closed_with_a_promise(engine: Engine, tmp_path: Path) -> None:
@@ -130,3 +137,34 @@ def test_a_dispute_pauses_collection_until_it_is_closed(engine: Engine, tmp_path
     resumed = DUE + dt.timedelta(days=4, hours=1)
     tick(engine, resumed)
     assert "C-D1" in {t[1] for t in open_tasks(engine, creditor, resumed)}
+
+
+def test_a_call_planned_for_a_case_paid_or_held_since_is_not_offered(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The gate looks again when an agent asks for work, as at send time: a case paid in
+    full or put on hold after the call was planned is not called (no tick in between);
+    after 21:00 no call is offered at all."""
+    load(engine, tmp_path)
+    tick(engine, START)
+    creditor = tick(engine, DUE)
+    assert sorted(t[1] for t in open_tasks(engine, creditor, DUE)) == ["C-D1", "C-D2"]
+    assert open_tasks(engine, creditor, DUE.replace(hour=21, minute=30)) == []  # 22:30 local
+    cases = {ref: case for case, ref in rows(engine, CaseRow.id, CaseRow.ref)}
+    with UnitOfWork(engine) as uow:
+        connection = uow.connection()
+        connection.execute(
+            update(InvoiceRow)
+            .where(InvoiceRow.case_id == cases["C-D1"])
+            .values(paid_minor=InvoiceRow.amount_minor)
+        )
+        store = MessageStore(connection, creditor)
+        found = store.case_debtor(str(cases["C-D2"]))
+        assert found is not None
+        store.add_event(*found, "legal_hold.set", DUE, {})
+        uow.commit()
+    later = DUE + dt.timedelta(minutes=5)
+    with engine.connect() as connection:
+        listed = MessageStore(connection, creditor).open_tasks(later, 50)
+    assert sorted(t[1] for t in listed) == ["C-D1", "C-D2"]  # still queued in the outbox
+    assert open_tasks(engine, creditor, later) == []

@@ -16,11 +16,12 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from parcours.journeys.policy import DEFAULT_POLICY, PolicyConfig
 from parcours.store.messages import MessageStore
 
-__all__ = ["Disposition", "TaskError", "complete_task"]
+__all__ = ["Disposition", "TaskError", "complete_task", "due_tasks"]
 
 
 class Disposition(enum.StrEnum):
@@ -78,3 +79,38 @@ def complete_task(
             store.opt_out(debtor, "phone_consent", now)
         store.add_event(case, debtor, _EVENTS[disposition], now, payload)
     return f"{attempt_id}: {disposition.value}"
+
+
+def due_tasks(
+    connection: Connection,
+    creditor_id: Any,
+    now: dt.datetime,
+    limit: int,
+    policy: PolicyConfig = DEFAULT_POLICY,
+) -> list[tuple[Any, ...]]:
+    """The agent tasks to do now, oldest first: (attempt id, case ref, channel, script,
+    journey, created_at). A call passes the policy gate again on the live facts, as a
+    message does at send time: no call to a case paid, disputed or held since it was
+    planned, at night, or within a week of a conversation (it waits, listed later)."""
+    from parcours.runtime.tick import _read_facts
+
+    store = MessageStore(connection, creditor_id)
+    found = store.open_tasks(now, limit)
+    calls = [row for row in found if row[2] == "phone"]
+    if not calls:
+        return [row[:6] for row in found]
+    cases = list(dict.fromkeys(row[6] for row in calls))
+    debtor_of = {row[6]: row[7] for row in calls}
+    gate = _read_facts(
+        store, cases, [debtor_of[c] for c in cases], [store.text(c) for c in cases], now, policy
+    )
+    position = {case: i for i, case in enumerate(cases)}
+    barred = {
+        row[0]
+        for row in calls
+        if gate.check_send(
+            position[row[6]], "phone", gate.recent.get(row[7], []), now, policy
+        ).verdict
+        != "send"
+    }
+    return [row[:6] for row in found if row[0] not in barred]

@@ -901,8 +901,8 @@ class _Run:
 
     def day(self, day: int) -> None:
         from parcours.runtime.dispatch import dispatch
+        from parcours.runtime.tasks import due_tasks
         from parcours.runtime.tick import run_tick
-        from parcours.store.messages import MessageStore
 
         p = self.placement
         now = p.tick_time(day)
@@ -921,7 +921,7 @@ class _Run:
             ):
                 pass
         with timer.part("feedback"), self.engine.connect() as connection:
-            tasks = MessageStore(connection, p.creditor_id).open_tasks(now, 1_000_000)
+            tasks = due_tasks(connection, p.creditor_id, now, 1_000_000)
         with timer.part("driver"):
             today = self._contacts(self.recorder.take(), tasks)
         with timer.part("model"):

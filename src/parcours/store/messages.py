@@ -319,15 +319,21 @@ class MessageStore(JourneyStore):
     # -- agent tasks -----------------------------------------------------------------------
 
     def open_tasks(self, now: dt.datetime, limit: int) -> list[tuple[Any, ...]]:
-        """Agent tasks to do now, oldest first: (attempt id, case ref, channel, script,
-        journey, created_at)."""
-        return self._rows(
-            "SELECT o.attempt_id, c.ref, o.channel, o.template, o.journey, o.created_at "
-            "FROM outbox o JOIN cases c ON c.id = o.case_id AND c.creditor_id = o.creditor_id "
-            "WHERE o.creditor_id = ? AND o.kind = 'task' AND o.status IN ('queued', 'delayed') "
-            f"AND o.not_before <= ? ORDER BY o.not_before, o.attempt_id LIMIT {int(limit)}",
-            [self.writer.timestamp(now)],
-        )
+        """Agent tasks whose time has come, oldest first: (attempt id, case ref, channel,
+        script, journey, created_at, case, debtor) — before the gate looks at them again
+        (`runtime.tasks.due_tasks`)."""
+        return [
+            (*row[:6], self._key(row[6]), self._key(row[7]))
+            for row in self._rows(
+                "SELECT o.attempt_id, c.ref, o.channel, o.template, o.journey, o.created_at, "
+                "o.case_id, o.debtor_id FROM outbox o "
+                "JOIN cases c ON c.id = o.case_id AND c.creditor_id = o.creditor_id "
+                "WHERE o.creditor_id = ? AND o.kind = 'task' "
+                "AND o.status IN ('queued', 'delayed') AND o.not_before <= ? "
+                f"ORDER BY o.not_before, o.attempt_id LIMIT {int(limit)}",
+                [self.writer.timestamp(now)],
+            )
+        ]
 
     def task(self, attempt_id: str) -> tuple[Any, ...] | None:
         """(outbox id, case, debtor, channel, script, status) of one agent task."""

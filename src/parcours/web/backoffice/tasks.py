@@ -14,9 +14,8 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from parcours.domain.money import parse_amount
-from parcours.runtime.tasks import Disposition, complete_task
+from parcours.runtime.tasks import Disposition, complete_task, due_tasks
 from parcours.store.chat import ChatStore
-from parcours.store.messages import MessageStore
 from parcours.store.payments import PaymentStore
 from parcours.web.backoffice.auth import (
     ACT,
@@ -77,7 +76,7 @@ def tasks(request: Request, user: Reader) -> Response:
     office = office_of(request)
     now = office.now()
     with office.engine.connect() as connection:
-        found = MessageStore(connection, user.creditor_id).open_tasks(now, TASK_LIMIT)
+        found = due_tasks(connection, user.creditor_id, now, TASK_LIMIT)
     office.audit(user, "tasks.viewed", "tasks", {"tasks": len(found)})
     rows = [
         {
