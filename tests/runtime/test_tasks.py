@@ -159,12 +159,22 @@ def test_a_call_planned_for_a_case_paid_or_held_since_is_not_offered(
             .values(paid_minor=InvoiceRow.amount_minor)
         )
         store = MessageStore(connection, creditor)
-        found = store.case_debtor(str(cases["C-D2"]))
-        assert found is not None
-        store.add_event(*found, "legal_hold.set", DUE, {})
+        alice, bruno = (store.case_debtor(str(cases[ref])) for ref in ("C-D1", "C-D2"))
+        assert alice is not None and bruno is not None
+        paid_at = DUE + dt.timedelta(minutes=1)
+        store.add_event(*alice, "payment.booked", paid_at, {})  # as booking a payment does
+        store.add_event(*bruno, "legal_hold.set", paid_at, {})
         uow.commit()
     later = DUE + dt.timedelta(minutes=5)
     with engine.connect() as connection:
         listed = MessageStore(connection, creditor).open_tasks(later, 50)
     assert sorted(t[1] for t in listed) == ["C-D1", "C-D2"]  # still queued in the outbox
     assert open_tasks(engine, creditor, later) == []
+    # At the next tick Alice's journey ends (paid): her call is dropped for good; Bruno's
+    # waits for the end of the hold.
+    tick(engine, DUE + dt.timedelta(hours=2))
+    tasks = rows(engine, OutboxRow.case_id, OutboxRow.kind, OutboxRow.status, OutboxRow.reason)
+    assert [(s, r) for c, k, s, r in tasks if c == cases["C-D1"] and k == "task"] == [
+        ("skipped", "journey ended: paid")
+    ]
+    assert [s for c, k, s, _ in tasks if c == cases["C-D2"] and k == "task"] == ["queued"]

@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from parcours.domain.arrangements import ArrangementRules
 from parcours.domain.journey import (
     ChannelName,
+    ExitReason,
     Experiment,
     ExperimentArm,
     FeeKind,
@@ -77,6 +78,11 @@ _EVENTS: Final = {
     "message.clicked": JourneyEvent.CLICKED,
     "message.bounced": JourneyEvent.BOUNCED,
 }
+# A journey ending for one of these leaves no call to make: the agent tasks it planned
+# before are dropped (a journey that simply ran out of steps keeps its last ones).
+_NO_MORE_CONTACT: Final = frozenset(
+    {ExitReason.PAID, ExitReason.DISPUTED, ExitReason.OBJECTION, ExitReason.LEGAL_HOLD}
+)
 _PROMISES: Final = {
     "pending": PromiseCode.PENDING,
     "kept": PromiseCode.KEPT,
@@ -97,6 +103,7 @@ _DELIVERIES: Final = {
 class TickResult:
     enrolled: int = 0
     due: int = 0
+    tasks_dropped: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     verdicts: Counter[str] = field(default_factory=Counter)
     exits: Counter[str] = field(default_factory=Counter)
@@ -652,6 +659,12 @@ def _plan_and_gate(
     result.outbox = store.add_outbox(outbox, now)
     store.log_policy(log, now)
     _write_enrolments(store, program, due, state, after, arms, exits, moved)
+    ended = [
+        (due.case[row], due.debtor[row], reason)
+        for row, reason in exits.items()
+        if reason in _NO_MORE_CONTACT
+    ]
+    result.tasks_dropped = store.drop_tasks(ended, now)
 
 
 def _reclassify(

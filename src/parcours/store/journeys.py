@@ -524,6 +524,23 @@ class JourneyStore:
         "done", "exit_reason", "arms",
     )  # fmt: skip
 
+    def drop_tasks(self, ended: Sequence[tuple[Key, Key, str]], now: dt.datetime) -> int:
+        """Skip the open agent tasks planned before `now` for these (case, debtor, exit
+        reason): their journey ended. Returns how many."""
+        if not ended:
+            return 0
+        m, w = self.mark, self.writer
+        cursor = self.connection.exec_driver_sql(
+            f"UPDATE outbox SET status = 'skipped', reason = {m}, claim = NULL "
+            f"WHERE creditor_id = {m} AND debtor_id = {m} AND case_id = {m} AND kind = 'task' "
+            f"AND status IN ('queued', 'delayed') AND created_at < {m}",
+            [
+                (f"journey ended: {reason}", w.creditor_key, debtor, case, w.timestamp(now))
+                for case, debtor, reason in ended
+            ],
+        )
+        return max(int(cursor.rowcount), 0)
+
     def update_enrolments(self, rows: Sequence[Row]) -> None:
         """(journey key, version, persona, node, entered_at, wake_at, step, done,
         exit_reason, arms json, case id) each.
