@@ -988,12 +988,7 @@ class Population:
         # for the 7-day insistence count.
         rank = np.zeros(m, dtype=np.int64)
         idx = np.flatnonzero(delivered)
-        if idx.size:
-            order = idx[np.argsort(d[idx], kind="stable")]
-            ds = d[order]
-            starts = np.r_[True, ds[1:] != ds[:-1]]
-            pos = np.arange(order.size)
-            rank[order] = pos - np.maximum.accumulate(np.where(starts, pos, 0)) + 1
+        rank[idx] = _occurrence(d[idx]) + 1
         week_before = self.week_contacts[d].astype(np.int64)
         excess = np.where(delivered, np.maximum(0, week_before + rank - t.tolerated[p]), 0)
         who, count = np.unique(d[delivered], return_counts=True)
