@@ -165,6 +165,9 @@ def dispatch(
         claimed = [_Claimed(*row) for row in store.claim(token, now, limit, now + lease)]
         if not claimed:
             return done
+        # A person's messages pass the gate in the order of their journey's steps: when
+        # the cap leaves room for some of a burst (after a pause), the earlier ones go.
+        claimed.sort(key=lambda c: (c.step, c.attempt_id))
         debtor_of = {c.case: c.debtor for c in claimed}
         cases = list(debtor_of)
         position = {case: i for i, case in enumerate(cases)}
