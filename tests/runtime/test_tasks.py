@@ -178,3 +178,18 @@ def test_a_call_planned_for_a_case_paid_or_held_since_is_not_offered(
         ("skipped", "journey ended: paid")
     ]
     assert [s for c, k, s, _ in tasks if c == cases["C-D2"] and k == "task"] == ["queued"]
+
+
+def test_calls_held_back_do_not_crowd_out_the_others(engine: Engine, tmp_path: Path) -> None:
+    """A list of one: the first task in the queue is on hold, the next one is offered."""
+    load(engine, tmp_path)
+    tick(engine, START)
+    creditor = tick(engine, DUE)
+    with UnitOfWork(engine) as uow:
+        store = MessageStore(uow.connection(), creditor)
+        first, second = store.open_tasks(DUE, 50)
+        store.add_event(first[6], first[7], "legal_hold.set", DUE + dt.timedelta(minutes=1), {})
+        uow.commit()
+    with engine.connect() as connection:
+        offered = due_tasks(connection, creditor, DUE + dt.timedelta(minutes=5), 1)
+    assert [t[0] for t in offered] == [second[0]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, Engine
 
@@ -22,6 +22,8 @@ from parcours.journeys.policy import DEFAULT_POLICY, PolicyConfig
 from parcours.store.messages import MessageStore
 
 __all__ = ["Disposition", "TaskError", "complete_task", "due_tasks"]
+
+_PAGES: Final = 10  # pages of tasks `due_tasks` reads at most to fill its list
 
 
 class Disposition(enum.StrEnum):
@@ -92,20 +94,36 @@ def due_tasks(
     journey, created_at). A call passes the policy gate again on the live facts, as a
     message does at send time: no call to a case paid, disputed or held since it was
     planned, at night, or within a week of a conversation (it waits, listed later)."""
+    store = MessageStore(connection, creditor_id)
+    out: list[tuple[Any, ...]] = []
+    # Page on, so that tasks the gate holds back (a case on hold keeps its place at the
+    # head of the queue) do not fill the list; a bounded number of pages (at night every
+    # call waits: no need to read them all).
+    for page in range(_PAGES):
+        found = store.open_tasks(now, limit, page * limit)
+        barred = _barred(store, found, now, policy)
+        out += [row[:6] for row in found if row[0] not in barred]
+        if len(out) >= limit or len(found) < limit:
+            break
+    return out[:limit]
+
+
+def _barred(
+    store: MessageStore, found: list[tuple[Any, ...]], now: dt.datetime, policy: PolicyConfig
+) -> set[str]:
+    """Attempt ids of the calls among `found` that the gate does not let through now."""
     from parcours.runtime.tick import _read_facts
 
-    store = MessageStore(connection, creditor_id)
-    found = store.open_tasks(now, limit)
     calls = [row for row in found if row[2] == "phone"]
     if not calls:
-        return [row[:6] for row in found]
+        return set()
     cases = list(dict.fromkeys(row[6] for row in calls))
     debtor_of = {row[6]: row[7] for row in calls}
     gate = _read_facts(
         store, cases, [debtor_of[c] for c in cases], [store.text(c) for c in cases], now, policy
     )
     position = {case: i for i, case in enumerate(cases)}
-    barred = {
+    return {
         row[0]
         for row in calls
         if gate.check_send(
@@ -113,4 +131,3 @@ def due_tasks(
         ).verdict
         != "send"
     }
-    return [row[:6] for row in found if row[0] not in barred]

@@ -318,7 +318,7 @@ class MessageStore(JourneyStore):
 
     # -- agent tasks -----------------------------------------------------------------------
 
-    def open_tasks(self, now: dt.datetime, limit: int) -> list[tuple[Any, ...]]:
+    def open_tasks(self, now: dt.datetime, limit: int, offset: int = 0) -> list[tuple[Any, ...]]:
         """Agent tasks whose time has come, oldest first: (attempt id, case ref, channel,
         script, journey, created_at, case, debtor) — before the gate looks at them again
         (`runtime.tasks.due_tasks`)."""
@@ -330,7 +330,7 @@ class MessageStore(JourneyStore):
                 "JOIN cases c ON c.id = o.case_id AND c.creditor_id = o.creditor_id "
                 "WHERE o.creditor_id = ? AND o.kind = 'task' "
                 "AND o.status IN ('queued', 'delayed') AND o.not_before <= ? "
-                f"ORDER BY o.not_before, o.attempt_id LIMIT {int(limit)}",
+                f"ORDER BY o.not_before, o.attempt_id LIMIT {int(limit)} OFFSET {int(offset)}",
                 [self.writer.timestamp(now)],
             )
         ]
