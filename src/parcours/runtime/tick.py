@@ -465,6 +465,8 @@ def _read_facts(
             charged.setdefault(i, Counter())[fee] += amount or 0
         elif kind == "task" and channel == "phone" and when is not None:
             calls.setdefault(i, []).append(int(when))
+    for got in reminders.values():  # messages sent at one instant, in a fixed order
+        got.sort()
     if sent_at:
         rows = np.fromiter(sent_at, dtype=np.int64, count=len(sent_at))
         facts.last_delivery[rows] = Delivery.SENT
