@@ -18,7 +18,8 @@ second and the share of the run's time spent in
 
 The run is cut by debtor into `--shards` parts (default: one per CPU) simulated in
 parallel processes, each on its own database (`sim.shards`: the figures are those of the
-run done whole). `seconds` is the wall clock; `work_seconds` and the shares sum the parts.
+run done whole, but for a rare one-day shift). `seconds` is the wall clock;
+`work_seconds` and the shares sum the parts.
 
 The naive baseline runs the same kind of days the way a classic dunning job does — for
 each case, one ORM query for its invoices, one for what it was already sent, an ORM

@@ -85,8 +85,8 @@ def simulate(
     shards: Annotated[
         int,
         typer.Option(
-            help="Cut each run by debtor into this many parts run in parallel; the figures "
-            "do not change (0: spare CPUs when there are fewer runs, 1 with --keep or --adopt)."
+            help="Cut each run by debtor into this many parts run in parallel, with the "
+            "same figures (0: spare CPUs when there are fewer runs, 1 with --keep or --adopt)."
         ),
     ] = 0,
     cost: Annotated[

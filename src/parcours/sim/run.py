@@ -1405,7 +1405,8 @@ def simulate(
     """Run every strategy on seeds 1..`seeds` and compare them (a `SimulationReport`).
 
     Each run is cut by debtor into `shards` parts (`sim.shards`); runs and parts go to
-    `workers` processes (each on its own database copy); the report depends on neither.
+    `workers` processes (each on its own database copy); the report does not depend on
+    the workers, nor on the parts but for a rare one-day shift (`sim.shards`).
     With `keep` (one part per run), each run's database stays there as
     `<strategy>-<seed>.db` (what the engine stored: for the analytics and the dashboard).
     `creditor` names the portfolio's creditor in those databases."""
