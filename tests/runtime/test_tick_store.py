@@ -4,7 +4,9 @@ written at once keep their attempt ids unique."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,12 +27,19 @@ HEADER = "debtor_ref,name,email,phone,language,country,street,postcode,city"
 
 
 def _tick(engine: Engine, now: dt.datetime) -> Any:
+    with _acme_store(engine) as (uow, store):
+        result = run_tick(store.connection, store.creditor_id, library(), now)
+        uow.commit()
+    return result
+
+
+@contextlib.contextmanager
+def _acme_store(engine: Engine) -> Iterator[tuple[UnitOfWork, JourneyStore]]:
+    """A unit of work and the journey store of the test creditor inside it."""
     with UnitOfWork(engine) as uow:
         creditor = uow.creditors.by_name("acme")
         assert creditor is not None
-        result = run_tick(uow.connection(), creditor.id, library(), now)
-        uow.commit()
-    return result
+        yield uow, JourneyStore(uow.connection(), creditor.id)
 
 
 def _add_debtor(engine: Engine, tmp_path: Path, ref: str, now: dt.datetime) -> None:
@@ -120,11 +129,8 @@ def test_a_case_due_by_its_wake_time_and_by_an_event_is_due_once(
     load(engine, tmp_path)
     _tick(engine, START)
     later = START + dt.timedelta(hours=2)
-    with UnitOfWork(engine) as uow:
-        creditor = uow.creditors.by_name("acme")
-        assert creditor is not None
-        connection = uow.connection()
-        store = JourneyStore(connection, creditor.id)
+    with _acme_store(engine) as (_, store):
+        connection = store.connection
         keys = _keys(store, engine)
         # Every case waits for a date days away: make Alice's due now by time, and give
         # her and Bruno an event each since the tick that may end a wait; Chris gets
@@ -136,7 +142,7 @@ def test_a_case_due_by_its_wake_time_and_by_an_event_is_due_once(
         )
         from parcours.store.payments import PaymentStore
 
-        PaymentStore(connection, creditor.id).add_events(
+        PaymentStore(connection, store.creditor_id).add_events(
             [(keys[ref][0], keys[ref][1], "message.replied", later, {}) for ref in ("D1", "D2")]
             + [
                 (*keys["D3"], kind, later, {})
@@ -163,11 +169,7 @@ def test_each_debtors_recent_messages_count_once_whatever_their_cases(
     are theirs once, each case sees only its own sends."""
     load(engine, tmp_path)
     _tick(engine, START)
-    with UnitOfWork(engine) as uow:
-        creditor = uow.creditors.by_name("acme")
-        assert creditor is not None
-        connection = uow.connection()
-        store = JourneyStore(connection, creditor.id)
+    with _acme_store(engine) as (_, store):
         keys = _keys(store, engine)
         case, debtor = keys["D1"]
         # A second (older, closed) case of Alice's, with a message of its own.
@@ -199,10 +201,7 @@ def test_outbox_rows_keep_their_attempt_ids_unique(
 ) -> None:
     load(engine, tmp_path)
     _tick(engine, START)
-    with UnitOfWork(engine) as uow:
-        creditor = uow.creditors.by_name("acme")
-        assert creditor is not None
-        store = JourneyStore(uow.connection(), creditor.id)
+    with _acme_store(engine) as (uow, store):
         keys = list(_keys(store, engine).values())
 
         def entries(prefix: str, n: int) -> list[OutboxEntry]:
@@ -214,10 +213,7 @@ def test_outbox_rows_keep_their_attempt_ids_unique(
 
         assert store.add_outbox(entries("x", rows), START) == rows
         uow.commit()
-    with UnitOfWork(engine) as uow:
-        creditor = uow.creditors.by_name("acme")
-        assert creditor is not None
-        store = JourneyStore(uow.connection(), creditor.id)
+    with _acme_store(engine) as (_, store):
         written = store._rows("SELECT COUNT(*) FROM outbox WHERE creditor_id = ? AND node_id = ?",
                               ["reminder"])  # fmt: skip
         assert int(written[0][0]) == rows
