@@ -464,18 +464,8 @@ class JourneyStore:
             "step", "kind", "channel", "template", "reminder", "amount_minor", "status",
             "not_before", "reason", "created_at", "sent_at",
         )  # fmt: skip
-        # SQLite sets up the outbox's CHECK constraints (lists of values) for each run of
-        # a statement: inserted one statement per row, a row costs about a fifth more
-        # than many rows copied from a plain temporary table by one INSERT ... SELECT.
-        table = "outbox"
-        if self.sqlite and len(entries) >= _FEW:
-            table = "tick_outbox"
-            self.connection.exec_driver_sql(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({', '.join(columns)})"
-            )
-            self.connection.exec_driver_sql(f"DELETE FROM {table}")
         w.insert(
-            table,
+            "outbox",
             columns,
             [
                 (
@@ -489,12 +479,6 @@ class JourneyStore:
                 ) in entries
             ],
         )  # fmt: skip
-        if table != "outbox":
-            names = ", ".join(columns)
-            self.connection.exec_driver_sql(
-                f"INSERT INTO outbox ({names}) SELECT {names} FROM {table} ORDER BY rowid"
-            )
-            self.connection.exec_driver_sql(f"DELETE FROM {table}")
         return len(entries)
 
     def log_policy(

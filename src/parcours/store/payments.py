@@ -16,15 +16,13 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
 from typing import Any, Final, cast
 from uuid import UUID
 
 from sqlalchemy import Connection
 
 from parcours.domain.arrangements import Instalment
-from parcours.store.bulk import Key
+from parcours.store.bulk import Key, sqlite_literal
 from parcours.store.messages import MessageStore
 
 __all__ = ["AMOUNT_HITS", "NAME_HITS", "CaseInfo", "PaymentStore"]
@@ -33,8 +31,6 @@ __all__ = ["AMOUNT_HITS", "NAME_HITS", "CaseInfo", "PaymentStore"]
 AMOUNT_HITS: Final = 20
 NAME_HITS: Final = 20  # likewise for a name (homonyms)
 _INLINE: Final = 50  # case ids listed in the query itself up to this many
-_ROWS: Final = 64  # rows per INSERT on SQLite
-_VARIABLES: Final = 999  # parameters per statement: SQLite's smallest limit
 
 Row = tuple[Any, ...]
 
@@ -60,23 +56,6 @@ class CaseInfo:
 
 def _date(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-
-
-def _literal(value: Any) -> str | None:
-    """`value` as an SQLite literal stored exactly as the bound value would be, or None
-    when it is better bound (floats, large integers, text with NUL, other types)."""
-    kind = type(value)
-    if value is None:
-        return "NULL"
-    if kind is bool:
-        return "1" if value else "0"
-    if kind is int and -(1 << 63) <= value < (1 << 63):
-        return str(value)
-    if kind is str and "\x00" not in value:
-        return "'" + str(value).replace("'", "''") + "'"
-    if kind is bytes:
-        return f"X'{value.hex()}'"
-    return None
 
 
 def _second(row: Row) -> Any:
@@ -514,65 +493,11 @@ class PaymentStore(MessageStore):
         "method", "score", "case_id", "reason", "matched_at", "matched_by",
     )  # fmt: skip
 
-    def _insert(
-        self, table: str, columns: Sequence[str], rows: Sequence[Row], creditor: bool = True
-    ) -> None:
-        """INSERT rows (`columns` without `creditor_id`, which `creditor` adds); on
-        SQLite, several rows a statement.
-
-        A column with the same value in every row (the creditor, the statement, its day,
-        no end-to-end id ...) is written once, as a literal: the driver binds a None, a
-        bool or bytes at some 0.3 µs each. Rows go in groups of up to `_ROWS` per
-        INSERT, in order, which halves the driver's cost per row."""
-        key = self.writer.creditor_key
-        if not self.sqlite or len(rows) < 2:
-            if creditor:
-                columns, rows = ("creditor_id", *columns), [(key, *row) for row in rows]
-            self.writer.insert(table, columns, rows)
-            return
-        first, last, middle = rows[0], rows[-1], rows[len(rows) // 2]
-        values: list[str] = []
-        bound: list[int] = []
-        for n, value in enumerate(first):
-            literal = _literal(value)
-            # A column of one value: a glance at two rows, then every row compared in C,
-            # for numbers their type too (1 == True == 1.0, each stored differently).
-            if (
-                literal is not None
-                and last[n] == value
-                and middle[n] == value
-                and (column := list(map(itemgetter(n), rows))).count(value) == len(rows)
-                and (type(value) not in (int, bool) or len(set(map(type, column))) == 1)
-            ):
-                values.append(literal)
-            else:
-                values.append("?")
-                bound.append(n)
-        if creditor:
-            columns, values = ("creditor_id", *columns), [cast(str, _literal(key)), *values]
-        width = len(bound)
-        flat: list[Any] = []
-        if width == 1:
-            flat = list(map(itemgetter(bound[0]), rows))
-        elif width:
-            flat = list(chain.from_iterable(map(itemgetter(*bound), rows)))
-        one = f"({', '.join(values)})"
-        per = max(1, min(_ROWS, _VARIABLES // max(width, 1)))
-        head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-        whole = len(rows) // per * per
-        if whole:
-            step = per * width
-            self.connection.exec_driver_sql(
-                head + ", ".join([one] * per),
-                [tuple(flat[i : i + step]) for i in range(0, whole * width, step)]
-                if width
-                else [()] * (whole // per),
-            )
-        if whole < len(rows):
-            rest = len(rows) - whole
-            self.connection.exec_driver_sql(
-                head + ", ".join([one] * rest), tuple(flat[whole * width :])
-            )
+    def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        """INSERT rows of `columns` after this creditor's id."""
+        self.writer.insert(
+            table, ("creditor_id", *columns), rows, leading=(self.writer.creditor_key,)
+        )
 
     def add_transactions(self, rows: Sequence[Row]) -> None:
         """Statement lines, in TRANSACTION_COLUMNS order without the creditor."""
@@ -609,7 +534,7 @@ class PaymentStore(MessageStore):
             by_rowid.sort()
             self.connection.exec_driver_sql(
                 "UPDATE invoices SET paid_minor = paid_minor + ? WHERE rowid = ? "
-                f"AND creditor_id = {_literal(creditor)}",
+                f"AND creditor_id = {sqlite_literal(creditor)}",
                 [(amount, rowid) for rowid, amount in by_rowid],
             )
         if by_id:
