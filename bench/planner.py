@@ -153,7 +153,10 @@ TIMED_TICK = FIRST_TICK + dt.timedelta(days=4)
 DISPATCHED_WITHIN = dt.timedelta(hours=4)  # after each build tick, see `_mark_sent`
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Parts of the tick, in order (`TickResult.timings`), and the commit after them.
-PARTS = ("settle", "enrol", "due", "read_facts", "plan", "gate", "write", "commit")
+PARTS = (
+    "settle", "enrol", "due", "read_facts", "plan", "gate", "outbox", "policy_log", "enrolments",
+    "write", "commit",
+)  # fmt: skip
 BUILD = "tick2"  # the cached databases' layout (two arrivals); older builds are not reused
 
 

@@ -659,8 +659,11 @@ def _plan_and_gate(
         log.append((due.case[row], aid, "move", "move", None, reason))
     clock.lap("gate")
     result.outbox = store.add_outbox(outbox, now)
+    clock.lap("outbox")
     store.log_policy(log, now)
+    clock.lap("policy_log")
     _write_enrolments(store, program, due, state, after, arms, exits, moved)
+    clock.lap("enrolments")
     ended = [
         (due.case[row], due.debtor[row], reason)
         for row, reason in exits.items()
