@@ -306,6 +306,9 @@ def import_statement(
                 for statement in statements
             ]
             committing = time.perf_counter()
+        # Let go of the file's lines before the cycle collector comes back: its first
+        # collection would walk them all.
+        del statements
     if reports:
         reports[0].seconds = {"parse": parsed - started, **reports[0].seconds}
         reports[-1].seconds["commit"] = time.perf_counter() - committing
