@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from parcours.journeys.library import builtin_library_dir
+from parcours.journeys.library import builtin_library_dir, load_library
 from parcours.settings import get_settings
 from tests.cli.test_cli import invoke, run_json, text_of
 
@@ -163,10 +163,13 @@ def test_migrate_moves_cases_to_a_new_version_only_when_every_node_maps(
     assert invoke("import", "invoices", "i.csv", "-c", "acme").exit_code == 0
     assert run_json("run", "--at", "2026-12-01T10:00")["enrolled"] == 1
     in_use = _nodes(db_url)
-    assert list(in_use) and all(v == 1 for v, _ in in_use.values())
-    data = yaml.safe_load((builtin_library_dir() / "universal.yaml").read_text(encoding="utf-8"))
-    data["version"] = 2
-    renamed = {n["id"]: f"{n['id']}_v2"[:48] for n in data["nodes"]}
+    old = load_library().latest("universal").version
+    new = old + 1
+    assert list(in_use) and all(v == old for v, _ in in_use.values())
+    name = "universal.yaml" if old == 1 else f"universal_v{old}.yaml"
+    data = yaml.safe_load((builtin_library_dir() / name).read_text(encoding="utf-8"))
+    data["version"] = new
+    renamed = {n["id"]: f"{n['id']}_v{new}"[:48] for n in data["nodes"]}
     data["start"] = renamed[data["start"]]
     for node in data["nodes"]:  # every node renamed, edges included
         node["id"] = renamed[node["id"]]
@@ -177,19 +180,19 @@ def test_migrate_moves_cases_to_a_new_version_only_when_every_node_maps(
             edge["next"] = renamed[edge["next"]]
     operator = cli_db / "journeys"
     operator.mkdir()
-    (operator / "universal_v2.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    (operator / f"universal_v{new}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     monkeypatch.setenv("PARCOURS_JOURNEYS_DIR", str(operator))
     get_settings.cache_clear()
-    refused = invoke("journeys", "migrate", "universal", "--from", "1", "--dry-run")
+    refused = invoke("journeys", "migrate", "universal", "--from", str(old), "--dry-run")
     assert refused.exit_code == 2 and "give --map" in text_of(refused)
     node = next(iter(in_use))
     maps = ["--map", f"{node}={renamed[node]}"]
-    dry = invoke("journeys", "migrate", "universal", "--from", "1", *maps, "--dry-run")
+    dry = invoke("journeys", "migrate", "universal", "--from", str(old), *maps, "--dry-run")
     assert dry.exit_code == 0 and "nothing changed" in text_of(dry)
     assert _nodes(db_url) == in_use
-    moved = invoke("journeys", "migrate", "universal", "--from", "1", *maps)
-    assert "moved 1 cases from universal@1 to universal@2" in text_of(moved)
-    assert _nodes(db_url) == {renamed[node]: (2, in_use[node][1])}
+    moved = invoke("journeys", "migrate", "universal", "--from", str(old), *maps)
+    assert f"moved 1 cases from universal@{old} to universal@{new}" in text_of(moved)
+    assert _nodes(db_url) == {renamed[node]: (new, in_use[node][1])}
     assert run_json("run", "--at", "2026-12-20T10:00")["due"] == 1  # the new version runs
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
 from parcours.domain.journey import SendNode
 from parcours.journeys.facts import CHANNEL_BITS
@@ -93,3 +93,48 @@ def test_a_tick_sends_no_pre_due_nudge_to_who_declined_it(engine: Engine, tmp_pa
     outcomes = rows(engine, OutboxRow.status, OutboxRow.reason)
     assert ("skipped", "the debtor asked for no reminder before the due date") in outcomes
     assert sum(status == "queued" for status, _ in outcomes) == 2  # D2 and D3 as before
+
+
+def test_who_asked_for_reminders_before_due_dates_gets_one_on_a_journey_without_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The built-in universal ladder (letters from due date + 7) sends the courtesy message
+    three days before the due date to the debtor who asked for it on their page, and to
+    nobody else; the ladder then goes on as before for everyone."""
+    from parcours.journeys.library import load_library
+    from parcours.store.schema import CaseRow, EnrolmentRow
+
+    library = load_library()
+    assert library.latest("universal").version == 2
+    load(engine, tmp_path)
+    with engine.begin() as connection:
+        connection.execute(
+            update(DebtorRow).where(DebtorRow.ref == "D2").values(remind_before_due=True)
+        )
+        connection.execute(
+            update(DebtorRow).where(DebtorRow.ref == "D3").values(remind_before_due=False)
+        )
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        for day in range(12):
+            run_tick(uow.connection(), creditor.id, library, START + dt.timedelta(days=day))
+        uow.commit()
+    with engine.connect() as connection:
+        debtor_of = dict(
+            tuple(r) for r in connection.execute(select(CaseRow.id, DebtorRow.ref).join(DebtorRow))
+        )
+    sent = sorted(
+        (debtor_of[case], template, status, not_before.date())
+        for case, template, status, not_before in rows(
+            engine, OutboxRow.case_id, OutboxRow.template, OutboxRow.status, OutboxRow.not_before
+        )
+    )
+    due = (DAY_TWO + dt.timedelta(days=3)).date()
+    pre_due = [s for s in sent if s[1] == "pre_due"]
+    assert [(d, status, day) for d, _, status, day in pre_due] == [
+        ("D2", "queued", due - dt.timedelta(days=3))
+    ]
+    firsts = {d for d, template, *_ in sent if template == "reminder_1"}
+    assert firsts == {"D1", "D2", "D3"}
+    assert {v for (v,) in rows(engine, EnrolmentRow.journey_version)} == {2}

@@ -106,7 +106,17 @@ def raw_node(data: dict[str, Any], node_id: str) -> dict[str, Any]:
     return node
 
 
-KEYS = sorted(p.stem for p in library_files())
+KEYS = sorted(p.stem for p in library_files())  # files: `{key}.yaml`, then `{key}_v{N}.yaml`
+
+
+def latest_files() -> dict[str, str]:
+    """The file of each journey key's newest version."""
+    newest: dict[str, tuple[int, str]] = {}
+    for stem in KEYS:
+        j = journey(stem)
+        if j.version > newest.get(j.key, (0, ""))[0]:
+            newest[j.key] = (j.version, stem)
+    return {key: stem for key, (_, stem) in newest.items()}
 
 
 # -- the static walk -------------------------------------------------------------------------
@@ -125,6 +135,7 @@ class PathState:
     sent: bool = False  # some message was sent on this path already
     indemnities: int = 0
     failed: bool = False  # digital contact failed: a bounce, or neither email nor SMS
+    asked: bool = False  # the debtor asked for reminders before due dates (their page)
     # Reminders on record for the guards and the gate, which read them when a tick starts,
     # and those sent since time last surely passed (not on record yet); reminder fees.
     counted: int = 0
@@ -184,6 +195,8 @@ def _guard_outcome(case: Any, state: PathState, *, holds: bool) -> PathState | N
         if holds:
             return replace(state, t_min=max(state.t_min, days))
         return replace(state, t_max=min(state.t_max, days - 1))
+    if case.guard == "asked_for_pre_due_reminder" and holds:
+        return replace(state, asked=True)
     if case.guard == "last_delivery_is" and case.args.get("outcome") == "bounced" and holds:
         if state.last_send_is_first:
             # The first reminder never reached the debtor: the next one is the first.
@@ -319,6 +332,8 @@ def channel_problems(j: Journey, persona: Persona | None) -> list[str]:
         if persona is None:
             continue
         behind_failure = all(s.failed for s in w.at(node.id))
+        if all(s.asked for s in w.at(node.id)):
+            continue  # what the debtor asked for on their page, not the persona's way
         preferred = tuple(str(c) for c in persona.preferred_channels)
         avoided = {str(c) for c in persona.avoid_channels}
         if not behind_failure and not _is_ordered_subset(node.channels, preferred):
@@ -389,13 +404,17 @@ def guard_problems(j: Journey) -> list[str]:
     return problems
 
 
-def pre_due_sends(j: Journey) -> list[str]:
-    """Sends that can only go out before the due date."""
+def pre_due_sends(j: Journey, *, asked: bool = True) -> list[str]:
+    """Sends that can only go out before the due date (with `asked=False`, those that do
+    not wait for the debtor to ask for them)."""
     w = walk(j)
     return [
         n.id
         for n in j.nodes
-        if isinstance(n, SendNode) and w.at(n.id) and all(s.t_max < 0 for s in w.at(n.id))
+        if isinstance(n, SendNode)
+        and w.at(n.id)
+        and all(s.t_max < 0 for s in w.at(n.id))
+        and (asked or not all(s.asked for s in w.at(n.id)))
     ]
 
 
@@ -410,6 +429,7 @@ class Debtor:
     reachable: frozenset[str] = frozenset({"email", "sms", "letter", "phone"})
     vulnerable: bool = False
     balance_euros: float = 240.0
+    asked_pre_due: bool = False  # said yes to reminders before due dates on their page
 
 
 @dataclass(frozen=True)
@@ -441,6 +461,8 @@ def _holds(guard: str, args: dict[str, Any], j: Journey, d: Debtor, day: int, se
         return bool(sent >= args["count"])
     if guard == "vulnerable":
         return d.vulnerable
+    if guard == "asked_for_pre_due_reminder":
+        return d.asked_pre_due
     raise AssertionError(f"no silent-debtor rule for guard {guard!r}")
 
 
@@ -520,18 +542,23 @@ def run_problems(j: Journey, steps: list[Step]) -> list[str]:
 # -- the library as a whole ------------------------------------------------------------------
 
 
-def test_every_file_is_a_valid_journey_named_after_its_key_at_version_1() -> None:
+def test_every_file_is_a_valid_journey_named_after_its_key_and_version() -> None:
     assert library_files(), f"no journey in {LIBRARY}"
     for path in library_files():
         j = journey(path.stem)
-        assert j.key == path.stem
-        assert j.version == 1
+        assert path.stem == (j.key if j.version == 1 else f"{j.key}_v{j.version}")
         assert j.description.strip()
+    # Versions of a key follow each other from 1, each for the same persona.
+    for key in latest_files():
+        versions = sorted(journey(s).version for s in KEYS if journey(s).key == key)
+        assert versions == list(range(1, len(versions) + 1))
+        assert len({journey(s).persona for s in KEYS if journey(s).key == key}) == 1
 
 
 def test_one_journey_per_catalog_persona_plus_the_universal_one() -> None:
-    by_persona = {journey(k).persona: k for k in KEYS}
-    assert len(by_persona) == len(KEYS), "two journeys for the same persona"
+    latest = latest_files()
+    by_persona = {journey(stem).persona: key for key, stem in latest.items()}
+    assert len(by_persona) == len(latest), "two journeys for the same persona"
     assert set(by_persona) == {*catalog(), None}
     assert by_persona[None] == "universal"
     for key in catalog():
@@ -580,7 +607,7 @@ def test_a_message_before_the_due_date_exactly_for_personas_who_want_one(key: st
         assert node.reminder is False, node_id
         assert set(node.channels) <= DIGITAL, node_id
     if persona is not None:
-        assert bool(early) == persona.reminder_before_due
+        assert bool(pre_due_sends(j, asked=False)) == persona.reminder_before_due
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -649,7 +676,26 @@ SILENT_TIMELINES = {
 def test_a_silent_debtor_gets_the_documented_timeline(key: str) -> None:
     j = journey(key)
     steps = silent_run(j, Debtor(enrolled=-10), arm="pre_due")
-    assert timeline(steps) == SILENT_TIMELINES[key]
+    assert timeline(steps) == SILENT_TIMELINES[j.key]
+    assert run_problems(j, steps) == []
+
+
+@pytest.mark.parametrize("key", latest_files())
+@pytest.mark.parametrize("arm", ["pre_due", "no_pre_due"])
+def test_a_debtor_who_asked_gets_one_message_before_the_due_date_on_every_journey(
+    key: str, arm: str
+) -> None:
+    """The newest version of every journey: who asked on their page for reminders before
+    due dates gets one message a few days before, not a Book XIX reminder, then the
+    timeline of a silent debtor as before."""
+    j = journey(latest_files()[key])
+    steps = silent_run(j, Debtor(enrolled=-10, asked_pre_due=True), arm=arm)
+    early = [s for s in steps if s.day < 0 and s.channels]
+    assert len(early) == 1 and -7 <= early[0].day <= -1
+    node = j.node(early[0].node)
+    assert isinstance(node, SendNode) and not node.reminder
+    assert set(early[0].channels) <= DIGITAL
+    assert timeline(steps)[1:] == [e for e in SILENT_TIMELINES[key] if e[0] >= 0]
     assert run_problems(j, steps) == []
 
 
@@ -987,10 +1033,10 @@ def test_the_planner_gives_a_silent_debtor_the_documented_timeline(key: str) -> 
     j = journey(key)
     steps, arms = planner_run(j, 40)
     expected = {
-        "pre_due": SILENT_TIMELINES[key],
-        "no_pre_due": [e for e in SILENT_TIMELINES[key] if e[1] != "send_pre_due"],
+        "pre_due": SILENT_TIMELINES[j.key],
+        "no_pre_due": [e for e in SILENT_TIMELINES[j.key] if e[1] != "send_pre_due"],
         "holdout": [(-10, "holdout")],
-        None: SILENT_TIMELINES[key],
+        None: SILENT_TIMELINES[j.key],
     }
     for case_steps, arm in zip(steps, arms, strict=True):
         assert timeline(case_steps) == expected[arm], arm
@@ -1060,10 +1106,11 @@ def test_the_struggling_payer_is_left_alone_while_her_plan_runs() -> None:
 
 def test_the_library_loader_reads_every_journey_and_finds_one_per_persona() -> None:
     library = load_library(personas=list(catalog()))
-    assert library.journey_keys() == KEYS
-    assert library.for_persona(None) == journey("universal")
+    latest = latest_files()
+    assert library.journey_keys() == sorted(latest)
+    assert library.for_persona(None) == journey(latest["universal"])
     for key in catalog():
-        assert library.for_persona(key) == journey(key)
+        assert library.for_persona(key) == journey(latest[key])
 
 
 @pytest.mark.parametrize("journey", list(load_library()), ids=lambda j: j.key)

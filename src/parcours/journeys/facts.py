@@ -84,6 +84,7 @@ class CaseFacts:
     question_open: B  # the debtor asked (chat) and no agent has answered yet
     preferred: I64  # CHANNEL_BITS of the channel the debtor asked to be tried first, 0: none
     pre_due_declined: B  # the debtor asked for no reminder before the due date
+    pre_due_asked: B  # the debtor asked for reminders before due dates
     # Last time each JourneyEvent happened (columns in EVENT_INDEX order), 0 = never.
     event_at: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0), np.int64))
 
@@ -112,6 +113,7 @@ class CaseFacts:
             question_open=np.zeros(n, bool),
             preferred=_ints(n),
             pre_due_declined=np.zeros(n, bool),
+            pre_due_asked=np.zeros(n, bool),
             event_at=np.zeros((n, len(EVENT_INDEX)), np.int64),
         )
 

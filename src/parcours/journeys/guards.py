@@ -125,6 +125,10 @@ def _vulnerable(f: CaseFacts, rows: I64, a: _NoArgs, today: int) -> B:
     return f.vulnerable[rows].copy()
 
 
+def _asked_for_pre_due(f: CaseFacts, rows: I64, a: _NoArgs, today: int) -> B:
+    return f.pre_due_asked[rows].copy()
+
+
 GUARDS: Final[dict[str, Guard]] = {
     g.name: g
     for g in (
@@ -159,6 +163,12 @@ GUARDS: Final[dict[str, Guard]] = {
             _reminders_at_least,
         ),
         Guard("vulnerable", "the debtor is flagged vulnerable", _NoArgs, _vulnerable),
+        Guard(
+            "asked_for_pre_due_reminder",
+            "the debtor asked (on their page) to be reminded before due dates",
+            _NoArgs,
+            _asked_for_pre_due,
+        ),
     )
 }
 

@@ -416,6 +416,7 @@ def _read_facts(
         facts.vulnerable[rows] = [bool(r[3]) for r in debtor]
         facts.preferred[rows] = [CHANNEL_BITS.get(r[7], 0) if r[7] else 0 for r in debtor]
         facts.pre_due_declined[rows] = [r[8] is not None and not r[8] for r in debtor]
+        facts.pre_due_asked[rows] = [bool(r[8]) for r in debtor]
         people = facts.persona
         for i, _, _, _, tz, land, persona, *_ in debtor:
             people[i], zone[i], country[i] = persona, tz, land
