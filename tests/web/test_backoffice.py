@@ -251,6 +251,29 @@ def test_five_wrong_passwords_lock_the_account_for_fifteen_minutes(world: World)
     assert sign_in(world.client, "agent@acme.example").status_code == 303
 
 
+def test_one_address_failing_on_many_accounts_is_held_back_whoever_it_tries(
+    world: World,
+) -> None:
+    """The accounts' own locks need five failures each; an address spraying one password
+    over many accounts is stopped by its own count (made small here)."""
+    from parcours.web.backoffice.login import TOO_MANY
+    from parcours.web.throttle import Throttle
+
+    world.app.state.backoffice.failed_signins = Throttle("3 per 15 minutes")
+    for who in ("agent", "viewer", "admin"):
+        assert sign_in(world.client, f"{who}@acme.example", "Winter2026!").status_code == 401
+    held = sign_in(world.client, "strategist@acme.example")  # even the right password
+    assert held.status_code == 429
+    assert TOO_MANY.format(minutes=15) in held.text
+    assert 840 <= int(held.headers["Retry-After"]) <= 900
+    assert "parcours_session" not in held.headers.get("set-cookie", "")
+    # Successes are not counted, and no account was locked by it.
+    world.app.state.backoffice.failed_signins = Throttle("3 per 15 minutes")
+    for _ in range(4):
+        with TestClient(world.app, base_url=PUBLIC) as browser:
+            assert sign_in(browser, "agent@acme.example").status_code == 303
+
+
 def test_a_session_ends_after_eight_idle_hours(world: World) -> None:
     assert sign_in(world.client, "agent@acme.example").status_code == 303
     world.clock.travel(IDLE - dt.timedelta(minutes=1))

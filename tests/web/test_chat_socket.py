@@ -224,6 +224,27 @@ def test_a_bad_frame_gets_an_error_and_the_socket_stays_usable(
     run(scenario)
 
 
+def test_a_debtor_sending_too_fast_is_told_and_nothing_more_is_stored(world: World) -> None:
+    from parcours.web.throttle import Throttle
+
+    world.hub.debtor_messages = Throttle("3 per minute")  # DEBTOR_MESSAGES, made small
+
+    async def scenario() -> None:
+        async with connect(world.debtor_url("C-D1")) as debtor:
+            conversation = (await frame(debtor))["conversation"]
+            for n in range(3):
+                await say(debtor, f"question {n}")
+                assert (await frame(debtor))["body"] == f"question {n}"
+            await say(debtor, "one too many")
+            error = await frame(debtor)
+            assert (error["type"], error["code"]) == ("error", "too_fast")
+            assert "wait a minute" in error["detail"]
+        bodies = [body for _, body, *_ in stored(world, conversation)]
+        assert bodies == ["question 0", "question 1", "question 2"]
+
+    run(scenario)
+
+
 @pytest.mark.parametrize("which", ["other creditor", "unknown", "not an id"])
 def test_an_agent_cannot_open_a_conversation_that_is_not_their_creditors(
     world: World, which: str

@@ -355,6 +355,24 @@ def test_every_word_of_the_page_is_translated(language: str) -> None:
     assert wanted - translated == set()
 
 
+def test_a_debtor_posting_too_fast_by_the_plain_form_gets_a_page_saying_so(
+    portal: Portal,
+) -> None:
+    from parcours.web.throttle import Throttle
+
+    portal.client.app.state.chat_hub.debtor_messages = Throttle("1 per minute")  # type: ignore[attr-defined]
+    token = portal.enter()
+    csrf = portal.csrf(token)
+    first = portal.client.post(
+        f"/p/{token}/chat", data={"csrf": csrf, "body": "Une question"}, follow_redirects=False
+    )
+    assert first.status_code == 303
+    again = portal.client.post(f"/p/{token}/chat", data={"csrf": csrf, "body": "Encore ?"})
+    assert again.status_code == 429
+    assert "Trop de messages" in again.text and "attendre une minute" in again.text
+    assert "Encore ?" not in portal.client.get(f"/p/{token}/chat").text
+
+
 def test_the_chat_works_without_javascript(portal: Portal) -> None:
     from parcours.runtime.chat import agent_says
     from parcours.store.schema import ConversationRow

@@ -36,11 +36,14 @@ from parcours.personas.catalog import Catalog
 from parcours.runtime.chat import ChatPost, Posted, open_conversation, post_many
 from parcours.store.chat import ChatStore, Conversation, as_uuid
 from parcours.web.portal.access import DebtorAccess
+from parcours.web.throttle import Throttle
 
 __all__ = [
+    "DEBTOR_MESSAGES",
     "QUEUE_SIZE",
     "ChatHub",
     "Subscription",
+    "TooFast",
     "agent_socket",
     "debtor_socket",
     "post_agent",
@@ -48,6 +51,9 @@ __all__ = [
 ]
 
 QUEUE_SIZE: Final = 256  # frames a subscriber may lag behind before it is dropped
+# Messages a debtor may send on one case (`limits` notation): enough for any conversation,
+# not for a flood of the agents' inbox by a script or a page left in a loop.
+DEBTOR_MESSAGES: Final = "30 per minute;300 per hour"
 MAX_FRAME: Final = 16_384  # characters of one client frame (a body is at most 2,000)
 TRY_AGAIN: Final = 1013  # close code: the server dropped a lagging subscriber
 NOT_FOUND: Final = 4404  # close code: no such conversation for this user
@@ -176,8 +182,10 @@ class ChatHub:
         catalog: Catalog | None = None,
         default_persona: str = "engaged",
         batch: int = 64,
+        debtor_messages: str = DEBTOR_MESSAGES,
     ) -> None:
         self.queue_size = queue_size
+        self.debtor_messages = Throttle(debtor_messages)  # per case
         self.catalog = catalog
         self.default_persona = default_persona
         self.writer = _Writer(batch)
@@ -284,7 +292,10 @@ async def post_debtor(
     hub: ChatHub, engine: Engine, access: DebtorAccess, body: str, now: dt.datetime
 ) -> Posted:
     """Store a debtor's message (the hub's writer thread), then publish it. ValueError:
-    a bad body; LookupError: the case is not the creditor's."""
+    a bad body (TooFast: over `DEBTOR_MESSAGES` for the case); LookupError: the case is
+    not the creditor's."""
+    if not hub.debtor_messages.hit(str(access.case_id)):
+        raise TooFast("too many messages: wait a minute before sending another one")
     post = ChatPost(
         access.creditor_id, "debtor", body, now, case_id=access.case_id,
         catalog=hub.catalog, default_persona=hub.default_persona,
@@ -326,8 +337,13 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _error(detail: str) -> _Frame:
-    payload = {"type": "error", "detail": detail}
+class TooFast(ValueError):
+    """A debtor sent more messages than `DEBTOR_MESSAGES` allows."""
+
+
+def _error(detail: str, code: str | None = None) -> _Frame:
+    """An error frame; `code` names what a page may explain in its own words."""
+    payload = {"type": "error", "detail": detail} | ({"code": code} if code else {})
     return _Frame(payload, json.dumps(payload))
 
 
@@ -382,6 +398,8 @@ async def _serve(
                 if text is None:
                     raise ValueError('send text frames: {"type": "message", "body": "..."}')
                 await post(_body_of(text))
+            except TooFast as error:
+                subscription.offer(_error(str(error), "too_fast"))
             except ValueError as error:
                 subscription.offer(_error(str(error)))
             except LookupError:

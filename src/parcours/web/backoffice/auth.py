@@ -36,6 +36,7 @@ from parcours.personas.catalog import Catalog, load_catalog
 from parcours.settings import Settings
 from parcours.store.bulk import PortfolioWriter
 from parcours.store.users import ROLES, SignedIn, UserStore
+from parcours.web.throttle import Throttle
 
 __all__ = [
     "ACT",
@@ -57,6 +58,8 @@ CSRF_HEADER: Final = "X-CSRF-Token"
 PATH: Final = "/backoffice"
 READ: Final = ROLES  # every role reads the inbox and the tasks
 ACT: Final = ("admin", "agent")
+# Failed sign-ins one client address may make (any accounts), `limits` notation.
+FAILED_SIGNINS: Final = "20 per 15 minutes"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 TEMPLATE_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
 
@@ -117,6 +120,8 @@ class BackOffice:
     templates: Jinja2Templates
     clock: Callable[[], dt.datetime] = _utc_now
     hasher: PasswordHasher | None = None
+    # Failed sign-ins per client address (each account also locks after five).
+    failed_signins: Throttle = field(default_factory=lambda: Throttle(FAILED_SIGNINS))
     _catalog: Catalog | None = field(default=None, repr=False)
 
     @property

@@ -8,6 +8,7 @@ of a known account and sign-out is audited under the user's creditor.
 from __future__ import annotations
 
 import hmac
+import math
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request
@@ -39,6 +40,7 @@ FAILED: Final = (
     "Wrong email or password, or the account is locked after too many attempts "
     f"(try again in {int(LOCK.total_seconds() // 60)} minutes)."
 )
+TOO_MANY: Final = "Too many failed sign-ins from this address: try again in {minutes} minute(s)."
 _LOGIN_MAX_AGE: Final = 3600
 
 
@@ -80,6 +82,15 @@ async def login(request: Request) -> Response:
     email = str(form.get("email", "")).strip()[:254]
     password = str(form.get("password", ""))
     asked = str(form.get("next", ""))
+    address = request.client.host if request.client else ""
+    if not office.failed_signins.allows(address):
+        wait = max(1, math.ceil(office.failed_signins.retry_after(address) / 60))
+        response = _login_page(
+            request, email=email, next_path=safe_next(asked) if asked else "",
+            error=TOO_MANY.format(minutes=wait), status=429,
+        )  # fmt: skip
+        response.headers["Retry-After"] = str(wait * 60)
+        return response
 
     def attempt() -> tuple[SignIn, str | None]:
         now = office.now()
@@ -101,6 +112,7 @@ async def login(request: Request) -> Response:
 
     outcome, token = await run_in_threadpool(attempt)
     if token is None or outcome.user is None:
+        office.failed_signins.hit(address)
         return _login_page(
             request, email=email, next_path=safe_next(asked) if asked else "", error=FAILED,
             status=401,

@@ -807,7 +807,7 @@ def mount_portal(app: FastAPI, links: Links) -> None:
 
     @app.post("/p/{token}/chat")
     async def chat_post(token: str, request: Request) -> Response:
-        from parcours.web.chat import post_debtor
+        from parcours.web.chat import TooFast, post_debtor
 
         current = await run_in_threadpool(verified, request, token)
         form = await form_of(request, current)
@@ -815,6 +815,8 @@ def mount_portal(app: FastAPI, links: Links) -> None:
             await post_debtor(
                 app.state.chat_hub, engine, current.access, form.get("body", ""), clock()
             )
+        except TooFast as error:
+            raise PageError(429, "Too many messages", str(error)) from error
         except ValueError as error:
             raise PageError(422, "Your message could not be sent", str(error)) from error
         return RedirectResponse(f"/p/{token}/chat#latest", status_code=303)

@@ -33,6 +33,7 @@ function setUpChat(root) {
   const log = panel.querySelector("#chat-log");
   const form = panel.querySelector("#chat-form");
   const field = form.querySelector("textarea");
+  const status = panel.querySelector("#chat-status");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   let socket = null;
   let seen = new Set();
@@ -43,6 +44,9 @@ function setUpChat(root) {
       if (payload.type === "message" && !seen.has(payload.id)) {
         seen.add(payload.id);
         appendMessage(log, payload);
+        status.textContent = "";
+      } else if (payload.type === "error") {
+        status.textContent = payload.code === "too_fast" ? panel.dataset.tooFast : panel.dataset.notSent;
       }
     });
     socket.addEventListener("close", () => { socket = null; });
