@@ -220,7 +220,7 @@ class PaymentStore(MessageStore):
         for iban, case in self._rows(
             f"SELECT DISTINCT t.counterparty_iban, {self._id('open_case.id')} "
             f"FROM bank_transactions t{self._via('ix_bank_transactions_iban')}{self._x}cases paid"
-            f"{self._x}cases open_case{self._via('ix_cases_creditor_id_debtor_id')} "
+            f"{self._x}cases open_case{self._via('uq_cases_creditor_id_debtor_id_id')} "
             f"WHERE t.creditor_id = ? AND t.counterparty_iban IN {values} "
             "AND t.status = 'matched' "
             "AND paid.id = t.case_id AND paid.creditor_id = t.creditor_id "
@@ -311,7 +311,7 @@ class PaymentStore(MessageStore):
         found: dict[str, dict[Key, str]] = {}
         for key, case, name in self._rows(
             f"SELECT d.name_key, {self._id('c.id')}, d.name "
-            f"FROM debtors d{self._x}cases c{self._via('ix_cases_creditor_id_debtor_id')} "
+            f"FROM debtors d{self._x}cases c{self._via('uq_cases_creditor_id_debtor_id_id')} "
             f"WHERE d.creditor_id = ? AND d.name_key IN {values} "
             "AND c.creditor_id = d.creditor_id AND c.debtor_id = d.id AND c.status = 'open'",
             params,

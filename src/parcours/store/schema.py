@@ -217,7 +217,8 @@ class CaseRow(Base):
     __table_args__ = (
         UniqueConstraint("creditor_id", "ref"),
         _same_tenant("debtor_id", "debtors"),
-        Index("ix_cases_creditor_id_debtor_id", "creditor_id", "debtor_id"),
+        # A debtor's cases; unique with the id, for the outbox's key to (case, debtor).
+        Index("uq_cases_creditor_id_debtor_id_id", "creditor_id", "debtor_id", "id", unique=True),
         Index(
             "uq_cases_creditor_id_structured_communication",
             "creditor_id",
@@ -627,8 +628,12 @@ class OutboxRow(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("attempt_id"),
-        _same_tenant("case_id", "cases"),
-        _same_tenant("debtor_id", "debtors"),
+        # The case, of that debtor and creditor: one check per row for both.
+        ForeignKeyConstraint(
+            ["creditor_id", "debtor_id", "case_id"],
+            ["cases.creditor_id", "cases.debtor_id", "cases.id"],
+            ondelete="RESTRICT",
+        ),
         Index("ix_outbox_dispatch", "creditor_id", "status", "not_before"),
         Index("ix_outbox_debtor", "creditor_id", "debtor_id", "created_at"),
         # Only the rows that have a claim or a carrier reference (migration 0010): the
