@@ -4,6 +4,7 @@ reminder before the due date when they declined it — in the planner, the gate 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from pathlib import Path
 
 from hypothesis import given
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, select, update
 
 from parcours.domain.journey import SendNode
 from parcours.journeys.facts import CHANNEL_BITS
+from parcours.journeys.library import Library
 from parcours.journeys.planner import _channels
 from parcours.journeys.policy import ContactFacts, check_send
 from parcours.runtime.tick import run_tick
@@ -75,21 +77,29 @@ def test_the_gate_keeps_quiet_before_the_due_date_when_asked() -> None:
     assert check_send(willing, "sms", monday).verdict == "send"
 
 
-def test_a_tick_sends_no_pre_due_nudge_to_who_declined_it(engine: Engine, tmp_path: Path) -> None:
+def ticks(
+    engine: Engine, tmp_path: Path, answers: dict[str, bool], library: Library,
+    days: Iterable[dt.datetime],
+) -> None:  # fmt: skip
+    """Load the test portfolio, give these debtors their answer to "remind me before due
+    dates", and run a tick on each day."""
     load(engine, tmp_path)
     with engine.begin() as connection:
-        connection.execute(
-            update(DebtorRow).where(DebtorRow.ref == "D1").values(remind_before_due=False)
-        )
-        connection.execute(
-            update(DebtorRow).where(DebtorRow.ref == "D2").values(remind_before_due=True)
-        )
+        for ref, answer in answers.items():
+            connection.execute(
+                update(DebtorRow).where(DebtorRow.ref == ref).values(remind_before_due=answer)
+            )
     with UnitOfWork(engine) as uow:
         creditor = uow.creditors.by_name("acme")
         assert creditor is not None
-        run_tick(uow.connection(), creditor.id, journeys(), START)
-        run_tick(uow.connection(), creditor.id, journeys(), DAY_TWO)  # three days before due
+        for day in days:
+            run_tick(uow.connection(), creditor.id, library, day)
         uow.commit()
+
+
+def test_a_tick_sends_no_pre_due_nudge_to_who_declined_it(engine: Engine, tmp_path: Path) -> None:
+    # The second tick is three days before the due date.
+    ticks(engine, tmp_path, {"D1": False, "D2": True}, journeys(), [START, DAY_TWO])
     outcomes = rows(engine, OutboxRow.status, OutboxRow.reason)
     assert ("skipped", "the debtor asked for no reminder before the due date") in outcomes
     assert sum(status == "queued" for status, _ in outcomes) == 2  # D2 and D3 as before
@@ -106,20 +116,8 @@ def test_who_asked_for_reminders_before_due_dates_gets_one_on_a_journey_without_
 
     library = load_library()
     assert library.latest("universal").version == 2
-    load(engine, tmp_path)
-    with engine.begin() as connection:
-        connection.execute(
-            update(DebtorRow).where(DebtorRow.ref == "D2").values(remind_before_due=True)
-        )
-        connection.execute(
-            update(DebtorRow).where(DebtorRow.ref == "D3").values(remind_before_due=False)
-        )
-    with UnitOfWork(engine) as uow:
-        creditor = uow.creditors.by_name("acme")
-        assert creditor is not None
-        for day in range(12):
-            run_tick(uow.connection(), creditor.id, library, START + dt.timedelta(days=day))
-        uow.commit()
+    days = [START + dt.timedelta(days=n) for n in range(12)]
+    ticks(engine, tmp_path, {"D2": True, "D3": False}, library, days)
     with engine.connect() as connection:
         debtor_of = dict(
             tuple(r) for r in connection.execute(select(CaseRow.id, DebtorRow.ref).join(DebtorRow))
