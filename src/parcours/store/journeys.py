@@ -556,7 +556,8 @@ class JourneyStore:
         w = self.writer
         if self.sqlite:
             # In the order of the table's key: SQLite then walks it in order, not at
-            # random (a third faster for 200,000 cases of a million).
+            # random (200,000 updates of a million enrolments: 2.9 -> 1.8 s alone, a
+            # tenth less within a tick, whose reads have warmed the pages already).
             rows = sorted(rows, key=_last)
             sets = ", ".join(f"{c} = ?" for c in self._ENROLMENT_SETS)
             self.connection.exec_driver_sql(
