@@ -4,8 +4,9 @@ tick on a million enrolled cases (about 20 % due) against a naive per-case dunni
 Prints one JSON line. The pure part times one `plan()` call over all enrolments (the
 planner selects the due ones itself) spread over the library's journeys. The tick part
 times one full tick of the real engine in a fresh process — settle promises and plans,
-enrol, select the due cases, read their facts, plan, gate, write decisions, outbox rows,
-the policy log and the enrolments, commit — with the time of each part.
+enrol, select the due cases, read their facts, plan, gate, write the outbox rows (the
+decisions with their verdicts), the policy log (moves) and the enrolments, commit —
+with the time of each part.
 
 Its database (`--tick-cases`, built once per schema revision and cached under bench/data;
 building a million cases takes several minutes) holds a generated portfolio that

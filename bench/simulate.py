@@ -153,7 +153,7 @@ def ours(
         "calls": fed.get("fed_calls", 0),
         "payments": fed.get("fed_payments_booked", 0),
         "outbox_rows": sum(fed.get("outbox", {}).values()),
-        "policy_log_rows": fed.get("policy_log_rows", 0),
+        "gate_decisions": fed.get("gate_decisions", 0),
         "collected_share": round(
             float(run.collected_at[days].sum()) / float(run.placed_minor.sum()), 4
         ),
@@ -292,7 +292,7 @@ def main() -> None:
                 "calls": ours_result["calls"],
                 "payments_booked": ours_result["payments"],
                 "outbox_rows": ours_result["outbox_rows"],
-                "policy_log_rows": ours_result["policy_log_rows"],
+                "gate_decisions": ours_result["gate_decisions"],
                 "collected_share": ours_result["collected_share"],
                 "prepare_seconds_untimed": round(prepared, 1),
                 "naive": naive_result,

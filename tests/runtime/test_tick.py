@@ -13,7 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError
 
 from parcours.channels.content import Channel
 from parcours.channels.file import FileConfig, FileOutbox
@@ -205,6 +207,31 @@ def test_messages_wait_for_the_contact_window(engine: Engine, tmp_path: Path) ->
     assert sent["sent"] == sum(nb == opening for nb, _ in delayed)
     _, sent = tick(engine, opening + dt.timedelta(hours=2), outbox)
     assert sent["sent"] == sum(nb > opening for nb, _ in delayed)
+    # Sent since, they keep what the gate decided when they were planned, and why.
+    kept = rows(engine, OutboxRow.attempt_id, OutboxRow.plan_verdict, OutboxRow.plan_reason)
+    by_attempt = {aid: (verdict, why) for aid, verdict, why in kept}
+    waited = [by_attempt[aid] for s, _, _, aid in statuses if s == "delayed"]
+    assert waited and all(v == "delay" and "quiet hours" in why for v, why in waited)
+
+
+def test_the_plan_verdict_of_an_outbox_row_is_kept(engine: Engine, tmp_path: Path) -> None:
+    """The database keeps each decision's verdict as planned (the audit record), and
+    every outbox row, while its status and reason follow what happens next."""
+    load(engine, tmp_path)
+    for day in range(2):  # the pre-due messages go on the second day
+        tick(engine, START + dt.timedelta(days=day), tmp_path / "outbox")
+    verdicts = Counter(v for (v,) in rows(engine, OutboxRow.plan_verdict))
+    assert verdicts["send"] >= 2 and None not in verdicts
+    table = OutboxRow.__table__
+    with engine.begin() as connection:
+        connection.execute(table.update().values(status="failed", reason="test"))
+    for change in ({"plan_verdict": "skip"}, {"plan_reason": "rewritten"}):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+            connection.execute(table.update().values(**change))
+    with pytest.raises(DBAPIError, match="kept"), engine.begin() as connection:
+        connection.execute(table.delete())
+    assert Counter(v for (v,) in rows(engine, OutboxRow.plan_verdict)) == verdicts
+    assert {s for (s,) in rows(engine, OutboxRow.status)} == {"failed"}
 
 
 def test_quiet_hour_offsets_cover_the_whole_span() -> None:

@@ -103,7 +103,11 @@ def test_the_simulation_drives_the_real_engine(placement: Placement, work: Path)
         assert {"pre_due", "reminder_1_friendly"} <= templates  # occasional's and engaged's
         sent = rows(engine, "SELECT COUNT(*) FROM outbox WHERE kind = 'send' AND status = 'sent'")
         assert sent[0][0] == int(result.contacts[:, [EMAIL, SMS, LETTER]].sum())
-        assert rows(engine, "SELECT COUNT(*) FROM policy_log")[0][0] > sent[0][0]
+        # Every decision keeps the gate's verdict at planning; every send, its own.
+        unjudged = "SELECT COUNT(*) FROM outbox WHERE plan_verdict IS NULL OR plan_reason IS NULL"
+        assert rows(engine, unjudged)[0][0] == 0
+        logged = rows(engine, "SELECT COUNT(*) FROM policy_log WHERE stage = 'send'")
+        assert logged[0][0] >= sent[0][0]
         (booked,) = rows(
             engine, "SELECT COALESCE(SUM(amount_minor), 0) FROM payments WHERE source = 'statement'"
         )

@@ -4,7 +4,8 @@
 universal one for objectors and the unclassified), the due cases' facts are read in bulk,
 the pure planner decides, the policy gate judges every message (send now, delay, skip or
 agent review) and fees, and decisions land in the outbox under their deterministic
-attempt id, with every gate verdict in the append-only policy log.
+attempt id, each with the gate's verdict and its reason (kept: the audit record of the
+decision); moves between journeys go to the append-only policy log.
 
 Sending happens after commit, in `runtime.dispatch`: the gate checks each message again
 against live facts, and the provider gets the attempt id as its idempotency key.
@@ -557,7 +558,6 @@ def _plan_and_gate(
     clock.lap("plan")
     planned: dict[Key, list[tuple[str, dt.datetime]]] = {}
     outbox: list[OutboxEntry] = []
-    log: list[tuple[Key, str, str, str, str | None, str]] = []
     arms: dict[int, dict[str, str]] = {}
     exits: dict[int, str] = {}
     journey_names = [f"{j.key}@{j.version}" for j in journeys]
@@ -571,7 +571,7 @@ def _plan_and_gate(
     cases, debtors, texts = due.case, due.debtor, due.case_text
     node_ids, node_models = program.node_id, program.nodes
     verdicts, check, spread = result.verdicts, gate.check_send, policy.spread_after_quiet_hours
-    add, note = outbox.append, log.append
+    add = outbox.append
     for row, kind, node, step, detail in zip(
         decisions.row, decisions.kind, decisions.node, decisions.step, decisions.detail, strict=True
     ):
@@ -614,27 +614,26 @@ def _plan_and_gate(
                 add(
                     OutboxEntry(
                         aid, case, debtor, journey, node_id, step, "send", channel, template,
-                        reminder, None, statuses[verdict], not_before, reason,
+                        reminder, None, statuses[verdict], not_before, reason, None, verdict,
                     )
                 )  # fmt: skip
-                note((case, aid, "plan", verdict, channel, reason))
             continue
         aid = attempt_id(text, journey, node_id, step, None)
         if kind is task_kind_:
             task_kind, script = detail
             status, not_before, reason = "queued", now, f"agent task: {task_kind}"
-            channel = None
+            channel, verdict, why = None, "queued", None
             if task_kind == "call":  # calls obey the gate too: caps, conversations, holds
                 channel = "phone"
                 decision = check(row, "phone", contacts, now, policy)
-                if decision.verdict != "send":
-                    status, reason = statuses[decision.verdict], decision.reason
+                verdict, why = decision.verdict, decision.reason
+                if verdict != "send":
+                    status, reason = statuses[verdict], why
                     not_before = decision.not_before or now
-                note((case, aid, "plan", decision.verdict, channel, decision.reason))
             add(
                 OutboxEntry(
                     aid, case, debtor, journey, node_id, step, "task", channel, script,
-                    False, None, status, not_before, reason,
+                    False, None, status, not_before, reason, None, verdict, why,
                 )
             )  # fmt: skip
             continue
@@ -651,17 +650,23 @@ def _plan_and_gate(
             OutboxEntry(
                 aid, case, debtor, journey, node_id, step, "fee", None, str(detail),
                 False, fee.amount_minor, "sent" if booked else "skipped", now, fee.reason,
-                now if booked else None,
+                now if booked else None, "fee" if booked else "skip",
             )
         )  # fmt: skip
-        note((case, aid, "plan", "fee" if booked else "skip", None, fee.reason))
-    for row, reason in moved.items():
-        aid = attempt_id(due.case_text[row], "reclassified", reason, int(due.step[row]), None)
-        log.append((due.case[row], aid, "move", "move", None, reason))
     clock.lap("gate")
     result.outbox = store.add_outbox(outbox, now)
     clock.lap("outbox")
-    store.log_policy(log, now)
+    store.log_policy(
+        [
+            (
+                due.case[row],
+                attempt_id(due.case_text[row], "reclassified", reason, int(due.step[row]), None),
+                "move", "move", None, reason,
+            )
+            for row, reason in moved.items()
+        ],
+        now,
+    )  # fmt: skip
     clock.lap("policy_log")
     _write_enrolments(store, program, due, state, after, arms, exits, moved)
     clock.lap("enrolments")

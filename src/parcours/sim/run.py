@@ -1341,7 +1341,8 @@ def _enrolment_arms(engine: Engine, creditor_id: uuid.UUID) -> list[tuple[str, s
 
 
 def _engine_counts(engine: Engine, creditor_id: uuid.UUID) -> dict[str, Any]:
-    """What the engine stored: outbox rows by kind and status, policy log rows, money."""
+    """What the engine stored: outbox rows by kind and status, gate decisions (the plan
+    verdicts on outbox rows and the policy log's later ones), money."""
     key = creditor_id.bytes
     with engine.connect() as connection:
         outbox = connection.exec_driver_sql(
@@ -1350,7 +1351,10 @@ def _engine_counts(engine: Engine, creditor_id: uuid.UUID) -> dict[str, Any]:
             (key,),
         ).all()
         log = connection.exec_driver_sql(
-            "SELECT COUNT(*) FROM policy_log WHERE creditor_id = ?", (key,)
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE creditor_id = ? "
+            "AND plan_verdict IS NOT NULL) + (SELECT COUNT(*) FROM policy_log "
+            "WHERE creditor_id = ?)",
+            (key, key),
         ).scalar_one()
         money = connection.exec_driver_sql(
             "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM payments "
@@ -1359,7 +1363,7 @@ def _engine_counts(engine: Engine, creditor_id: uuid.UUID) -> dict[str, Any]:
         ).one()
     return {
         "outbox": {f"{kind}:{status}": int(count) for kind, status, count in outbox},
-        "policy_log_rows": int(log),
+        "gate_decisions": int(log),
         "statement_payments": int(money[0]),
         "statement_minor": int(money[1]),
     }

@@ -118,6 +118,10 @@ class OutboxEntry(NamedTuple):
     not_before: dt.datetime
     reason: str | None
     sent_at: dt.datetime | None = None  # set for what takes effect at once (fees)
+    # The gate's verdict when decided, kept (`OutboxRow`); "queued": none yet, the gate
+    # judges it when due. The reason defaults to `reason`.
+    plan_verdict: str = "queued"
+    plan_reason: str | None = None
 
 
 class JourneyStore:
@@ -467,8 +471,9 @@ class JourneyStore:
     # -- writes ----------------------------------------------------------------------------
 
     def add_outbox(self, entries: Sequence[OutboxEntry], now: dt.datetime) -> int:
-        """Insert decisions. The attempt id is unique: a tick computed twice (two workers)
-        fails on commit instead of deciding anything twice.
+        """Insert decisions, each with the gate's verdict at planning time. The attempt
+        id is unique: a tick computed twice (two workers) fails on commit instead of
+        deciding anything twice.
 
         Written in the order of their debtors (ids follow that order): the index by
         debtor then takes them in order, not at random."""
@@ -478,7 +483,7 @@ class JourneyStore:
         columns = (
             "id", "attempt_id", "creditor_id", "case_id", "debtor_id", "journey", "node_id",
             "step", "kind", "channel", "template", "reminder", "amount_minor", "status",
-            "not_before", "reason", "created_at", "sent_at",
+            "not_before", "reason", "plan_verdict", "plan_reason", "created_at", "sent_at",
         )  # fmt: skip
         w.insert(
             "outbox",
@@ -486,12 +491,12 @@ class JourneyStore:
             [
                 (
                     new_id(), aid, creditor, case, debtor, journey, node, step, kind, channel,
-                    template, reminder, amount, status, stamp(not_before), reason, created,
-                    stamp(sent_at) if sent_at else None,
+                    template, reminder, amount, status, stamp(not_before), reason, verdict,
+                    reason if why is None else why, created, stamp(sent_at) if sent_at else None,
                 )
                 for (
                     aid, case, debtor, journey, node, step, kind, channel, template, reminder,
-                    amount, status, not_before, reason, sent_at,
+                    amount, status, not_before, reason, sent_at, verdict, why,
                 ) in entries
             ],
         )  # fmt: skip
@@ -501,7 +506,8 @@ class JourneyStore:
         self, rows: Sequence[tuple[Key, str, str, str, str | None, str]], at: dt.datetime
     ) -> None:
         """(case, attempt id, stage, verdict, channel, reason) into the append-only log,
-        in the order of their cases (the log's index is by case)."""
+        in the order of their cases (the log's index is by case): decisions at send time
+        and moves (a tick's own verdicts are on its outbox rows)."""
         rows = sorted(rows, key=_first)
         w = self.writer
         new_id, creditor, stamp = w.new_id, w.creditor_key, w.timestamp(at)

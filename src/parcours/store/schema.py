@@ -623,6 +623,10 @@ class OutboxRow(Base):
 
     The unique attempt id (case, journey version, node, step) is what makes a tick
     idempotent and is the providers' idempotency key: a decision is recorded once.
+    `plan_verdict` and `plan_reason` are the gate's verdict when the decision was made
+    (send, delay, skip, review; fee when one is booked; task for an agent task no rule
+    holds back): the database refuses to change them, and outbox rows are never
+    deleted (migration 0012). `status` and `reason` follow the row after that.
     """
 
     __tablename__ = "outbox"
@@ -677,10 +681,14 @@ class OutboxRow(Base):
     claim: Mapped[str | None] = mapped_column(String(32))
     provider_ref: Mapped[str | None] = mapped_column(String(128))
     units: Mapped[int | None] = mapped_column(Integer())
+    plan_verdict: Mapped[str | None] = mapped_column(String(8))  # None: before 0012
+    plan_reason: Mapped[str | None]
 
 
 class PolicyLogRow(Base):
-    """Every gate decision, sent, delayed or skipped, with its reason (append-only)."""
+    """The gate's later decisions, with their reason (append-only): at send time
+    (sent, delayed, skipped) and moves between journeys. What the gate decided when a
+    tick planned is on the outbox row itself (`OutboxRow.plan_verdict`)."""
 
     __tablename__ = "policy_log"
     __table_args__ = (Index("ix_policy_log_case", "creditor_id", "case_id", "at"),)
