@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import Engine, select, update
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Engine, create_engine, select, update
 
 from parcours.ingest import ImportKind
 from parcours.runtime.tick import _EVENTS, CONFLICTS, _read_facts, run_tick
@@ -234,3 +238,34 @@ def test_a_tick_leaves_the_cycle_collector_as_it_found_it(engine: Engine, tmp_pa
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+# Hypothesis takes naive bounds; the times drawn are UTC.
+_NAIVE_BOUNDS = (dt.datetime(1970, 1, 1), dt.datetime(2200, 1, 1))  # noqa: DTZ001
+
+
+@given(at=st.datetimes(*_NAIVE_BOUNDS, timezones=st.just(dt.UTC)))
+def test_sqlite_reads_a_stored_time_as_epoch_seconds_with_any_version(at: dt.datetime) -> None:
+    """`epoch()` uses unixepoch() where SQLite has it (3.38) and strftime before: both
+    read a stored time (as the writer stores it) as the same seconds, NULL as NULL."""
+    engine = create_engine("sqlite://")
+    with engine.connect() as connection:
+        store = JourneyStore(connection, UUID(int=1))
+        stored = store.writer.timestamp(at)
+        expressions = [store.epoch("?")]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sqlite3, "sqlite_version_info", (3, 37, 2))
+            expressions.append(store.epoch("?"))
+        assert expressions[0] != expressions[1]
+        read = [
+            tuple(connection.exec_driver_sql(f"SELECT {e}, {e}", (stored, None)).one())
+            for e in expressions
+        ]
+    assert read[0] == read[1]
+    seconds, null = read[0]
+    # Whole seconds of the time to the millisecond (SQLite's precision): a time less
+    # than half a millisecond before the next second reads as that second.
+    assert null is None
+    assert seconds - math.floor(at.timestamp()) == (at.microsecond > 999_500) or (
+        at.microsecond == 999_500 and seconds - math.floor(at.timestamp()) in (0, 1)
+    )
