@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import DBAPIError
 
 from parcours.channels.content import Channel
@@ -25,6 +25,7 @@ from parcours.domain.journey import Journey
 from parcours.ingest import ImportKind
 from parcours.journeys.library import Library
 from parcours.runtime.dispatch import ChannelSet, dispatch
+from parcours.runtime.tasks import due_tasks
 from parcours.runtime.tick import _spread, attempt_id, run_tick
 from parcours.store.schema import CaseRow, EnrolmentRow, OutboxRow, PolicyLogRow
 from parcours.store.uow import UnitOfWork
@@ -524,3 +525,34 @@ def test_a_reclassified_case_moves_to_the_equivalent_step_of_its_new_journey(
 def _next_ids(journey: Journey, node_id: str) -> set[str]:
     """Nodes one step after `node_id` (the watch may already have timed out)."""
     return {target for source, _, target in journey.edges() if source == node_id}
+
+
+def test_dispatch_reads_the_queue_through_its_index(engine: Engine, tmp_path: Path) -> None:
+    """Every query for what waits to go (the dispatcher's claim, due agent tasks) can use
+    the outbox's partial index of pending rows: SQLite uses a partial index only when the
+    query repeats its condition, which a rewording would silently lose."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plans")
+    load(engine, tmp_path)
+    seen: list[str] = []  # as run, values in place (the stores use the driver's cursors)
+
+    def trace(connection: Any, _record: Any) -> None:
+        connection.set_trace_callback(seen.append)
+
+    engine.dispose()
+    event.listen(engine, "connect", trace)
+    for day in range(3):
+        tick(engine, START + dt.timedelta(days=day), tmp_path / "outbox")
+    with UnitOfWork(engine) as uow:
+        creditor = uow.creditors.by_name("acme")
+        assert creditor is not None
+        due_tasks(uow.connection(), creditor.id, START, limit=10)
+    event.remove(engine, "connect", trace)
+    engine.dispose()
+    queue = [s for s in seen if "FROM outbox" in s and "not_before <=" in s]
+    assert any("SET claim" in s for s in queue) and any("kind = 'task'" in s for s in queue)
+    with engine.connect() as connection:
+        for statement in queue:
+            query = statement[statement.index("SELECT") :].rstrip(")")
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}").all()
+            assert any("ix_outbox_dispatch" in str(step) for step in plan), (query, plan)

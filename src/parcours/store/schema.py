@@ -638,7 +638,15 @@ class OutboxRow(Base):
             ["cases.creditor_id", "cases.debtor_id", "cases.id"],
             ondelete="RESTRICT",
         ),
-        Index("ix_outbox_dispatch", "creditor_id", "status", "not_before"),
+        # Only the rows waiting to go, which is what dispatch asks for (migration 0013).
+        Index(
+            "ix_outbox_dispatch",
+            "creditor_id",
+            "status",
+            "not_before",
+            sqlite_where=sql_text("status IN ('queued', 'delayed')"),
+            postgresql_where=sql_text("status IN ('queued', 'delayed')"),
+        ),
         Index("ix_outbox_debtor", "creditor_id", "debtor_id", "created_at"),
         # Only the rows that have a claim or a carrier reference (migration 0010): the
         # many a tick writes have neither, and lookups are by equality.
