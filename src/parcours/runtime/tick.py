@@ -755,7 +755,7 @@ def _write_enrolments(
         (
             *due.journey[row], due.persona[row], node_ids[node], entered_at, wake_at, step,
             done, exits.get(row), json.dumps(arms[row]) if row in arms else due.arms[row],
-            due.case[row],
+            due.stored[row],
         )
         for row, node, entered_at, wake_at, step, done in zip(
             rows.tolist(), after.node[rows].tolist(), entered, wakes,
