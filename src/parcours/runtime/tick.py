@@ -59,6 +59,7 @@ from parcours.personas.features import is_mobile
 from parcours.runtime.arrangements import DEFAULT_RULES, settle_arrangements
 from parcours.runtime.batch import Stopwatch, cycle_collection_paused
 from parcours.store.bulk import Key
+from parcours.store.db import checkpoint_in_background
 from parcours.store.journeys import DueBatch, JourneyStore, OutboxEntry
 
 __all__ = ["CONFLICTS", "GateFacts", "TickResult", "attempt_id", "run_tick"]
@@ -170,7 +171,9 @@ def run_tick(
     """Plan and gate one tick for a creditor, inside the caller's transaction.
 
     Promises and plans are settled first: what they became (kept, broken, missed) is an
-    event of this tick that wakes its case."""
+    event of this tick that wakes its case. On SQLite the commit leaves the copy of its
+    pages from the write-ahead log to the database file to a background thread."""
+    checkpoint_in_background(connection)
     with cycle_collection_paused():
         return _tick(connection, creditor_id, library, now, zone, policy, rules)
 

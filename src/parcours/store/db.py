@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+import urllib.parse
+from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-__all__ = ["DatabaseUnavailable", "connect", "normalize_url", "safe_url"]
+__all__ = [
+    "DatabaseUnavailable",
+    "checkpoint_in_background",
+    "checkpoints_done",
+    "connect",
+    "normalize_url",
+    "safe_url",
+]
+
+_AUTOCHECKPOINT: Final = 1000  # SQLite's default, in pages
+_DEFERRED: Final = "parcours.checkpoint_in_background"
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -47,6 +64,86 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _Checkpointer:
+    """One thread of the process that copies SQLite write-ahead logs into their database
+    files (a passive checkpoint: it never blocks a reader or a writer), for the commits
+    that left theirs to it (`checkpoint_in_background`).
+
+    The checkpoint is the same work SQLite's automatic one would have done inside the
+    commit; here it runs beside what the process does next (a tick's dispatch). A process
+    that ends first leaves it to SQLite, which checkpoints when the database's last
+    connection closes: a checkpoint can stop at any point without harm.
+    """
+
+    def __init__(self) -> None:
+        self._paths: queue.Queue[str] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.seconds = 0.0  # spent checkpointing so far (benchmarks report it)
+
+    def request(self, path: str) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sqlite-checkpoint", daemon=True
+                )
+                self._thread.start()
+        self._paths.put(path)
+
+    def _run(self) -> None:
+        while True:
+            path = self._paths.get()
+            started = time.perf_counter()
+            try:  # mode=rw: a database removed meanwhile is not created again, empty
+                uri = f"file:{urllib.parse.quote(path)}?mode=rw"
+                with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+                    db.execute("PRAGMA busy_timeout=10000")
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # gone, or busy: SQLite's next automatic checkpoint does it
+            finally:
+                self.seconds += time.perf_counter() - started
+                self._paths.task_done()
+
+    def join(self) -> None:
+        self._paths.join()
+
+
+_CHECKPOINTER: Final = _Checkpointer()
+
+
+def checkpoint_in_background(connection: Connection) -> None:
+    """SQLite: the next commit of this connection's transaction returns once its pages
+    are in the write-ahead log, and a background thread copies them into the database
+    file after it (by default SQLite does that inside the commit of a large
+    transaction: 0.6 of the 0.9 s a million-case tick took to commit). Nothing on
+    PostgreSQL, which checkpoints on its own."""
+    if connection.dialect.name != "sqlite" or connection.engine.url.database in (
+        None,
+        "",
+        ":memory:",
+    ):
+        return
+    proxied = connection.connection
+    proxied.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+    proxied.info[_DEFERRED] = os.path.abspath(connection.engine.url.database)
+
+
+def checkpoints_done() -> float:
+    """Wait for the background checkpoints asked for so far; seconds they took in all."""
+    _CHECKPOINTER.join()
+    return _CHECKPOINTER.seconds
+
+
+def _checkin(dbapi_connection: Any, record: Any) -> None:
+    """Back in the pool: a connection whose commit left its checkpoint to the thread
+    checkpoints automatically again, and the thread is asked."""
+    path = record.info.pop(_DEFERRED, None) if record is not None else None
+    if path is not None:
+        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT}")
+        _CHECKPOINTER.request(path)
+
+
 def connect(url: str | URL, *, check: bool = True, **kwargs: Any) -> Engine:
     """Create an engine; with `check`, open one connection so a bad URL fails here, clearly."""
     parsed = normalize_url(url)
@@ -57,6 +154,7 @@ def connect(url: str | URL, *, check: bool = True, **kwargs: Any) -> Engine:
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkin", _checkin)
     if check:
         try:
             with engine.connect():
