@@ -183,9 +183,10 @@ class History:
         arms: dict[str, str] | None = None,
     ) -> None:
         key, version = journey.split("@")
+        debtor = self.c.execute(select(CaseRow.debtor_id).where(CaseRow.id == case)).scalar_one()
         self.c.execute(
             insert(EnrolmentRow).values(
-                case_id=case, creditor_id=self.creditor, journey_key=key,
+                case_id=case, creditor_id=self.creditor, debtor_id=debtor, journey_key=key,
                 journey_version=int(version), persona=persona, node_id=node, entered_at=P,
                 enrolled_at=P, wake_at=None, step=0, done=done, exit_reason=exit_reason,
                 arms=arms or {},

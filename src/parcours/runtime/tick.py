@@ -197,7 +197,7 @@ def _tick(
     chosen: dict[tuple[str | None, bool], Journey] = {}
     experiment = library.active_experiment()
     new, held_out = [], []
-    for case, persona, objected in store.unenrolled_cases():
+    for case, debtor, persona, objected in store.unenrolled_cases():
         arms: dict[str, str] = {}
         journey_key: str | None = "persona"
         if experiment is not None:
@@ -205,7 +205,7 @@ def _tick(
             arms = {experiment.key: arm.name}
             journey_key = arm.journey
         if journey_key is None:  # a holdout arm: recorded, never contacted
-            held_out.append((case, persona, arms))
+            held_out.append((case, debtor, persona, arms))
             continue
         if journey_key == "persona":
             journey = chosen.get((persona, objected))
@@ -214,7 +214,7 @@ def _tick(
         else:
             journey = library.latest(journey_key)
         who = None if objected else persona
-        new.append((case, journey.key, journey.version, who, journey.start, arms))
+        new.append((case, debtor, journey.key, journey.version, who, journey.start, arms))
     result.enrolled = store.enrol(new, now) + store.enrol_holdout(held_out, now)
     clock.lap("enrol")
 

@@ -539,7 +539,7 @@ def _build(
         with engine.begin() as connection:
             store = PaymentStore(connection, creditor_id)
             cases = store.unenrolled_cases()
-            keys = [c for c, _, _ in cases]
+            keys = [c for c, *_ in cases]
             # Gives each case with several open invoices its own communication, as the
             # first message to it would (one transfer then pays the whole case).
             facts = store.message_facts(keys)
@@ -549,7 +549,7 @@ def _build(
     latent = _latent(portfolio)
     epoch = as_of
     rows: list[tuple[str, str, str | None, str | None, int, int, str]] = []
-    for case, persona, objected in cases:
+    for case, _, persona, objected in cases:
         fact = facts.get(case)
         if fact is None or not fact.invoices or fact.paying_communication is None:
             continue  # nothing owed at placement: the engine closes it, the model has nothing

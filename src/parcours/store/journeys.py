@@ -186,8 +186,8 @@ class JourneyStore:
 
     # -- enrolment -------------------------------------------------------------------------
 
-    def unenrolled_cases(self) -> list[tuple[Key, str | None, bool]]:
-        """Open cases with no enrolment: (case id, debtor's persona, objected).
+    def unenrolled_cases(self) -> list[tuple[Key, Key, str | None, bool]]:
+        """Open cases with no enrolment: (case id, debtor id, debtor's persona, objected).
 
         Each enrolment belongs to one case of the creditor, so when there are as many
         enrolments as cases every case has one, and nothing is scanned (two counts from
@@ -200,7 +200,8 @@ class JourneyStore:
         if int(cases) == int(enrolments):
             return []
         rows = self._rows(
-            f"SELECT {self._id('c.id')}, p.persona, d.profiling_objection "
+            f"SELECT {self._id('c.id')}, {self._id('c.debtor_id')}, p.persona, "
+            "d.profiling_objection "
             "FROM cases c "
             "JOIN debtors d ON d.id = c.debtor_id AND d.creditor_id = c.creditor_id "
             "LEFT JOIN debtor_personas p ON p.debtor_id = d.id AND p.creditor_id = d.creditor_id "
@@ -208,49 +209,56 @@ class JourneyStore:
             "enrolments e WHERE e.case_id = c.id AND e.creditor_id = c.creditor_id) "
             "AND d.erased_at IS NULL"
         )
-        return [(self._key(c), persona, bool(objected)) for c, persona, objected in rows]
+        return [
+            (self._key(c), self._key(d), persona, bool(objected))
+            for c, d, persona, objected in rows
+        ]
 
     def enrol(
         self,
-        cases: Iterable[tuple[Key, str, int, str | None, str, dict[str, str]]],
+        cases: Iterable[tuple[Key, Key, str, int, str | None, str, dict[str, str]]],
         now: dt.datetime,
     ) -> int:
-        """Insert enrolments (case, journey key, version, persona, start node, arms)."""
+        """Insert enrolments (case, debtor, journey key, version, persona, start node,
+        arms)."""
         at = self.writer.timestamp(now)
         rows = [
             (
-                case, self.writer.creditor_key, key, version, persona, start, at, at, at, 0,
-                False, json.dumps(arms),
+                case, self.writer.creditor_key, debtor, key, version, persona, start, at, at,
+                at, 0, False, json.dumps(arms),
             )
-            for case, key, version, persona, start, arms in cases
+            for case, debtor, key, version, persona, start, arms in cases
         ]  # fmt: skip
         self.writer.insert(
             "enrolments",
             (
-                "case_id", "creditor_id", "journey_key", "journey_version", "persona", "node_id",
-                "entered_at", "enrolled_at", "wake_at", "step", "done", "arms",
+                "case_id", "creditor_id", "debtor_id", "journey_key", "journey_version",
+                "persona", "node_id", "entered_at", "enrolled_at", "wake_at", "step", "done",
+                "arms",
             ),
             rows,
         )  # fmt: skip
         return len(rows)
 
     def enrol_holdout(
-        self, cases: Iterable[tuple[Key, str | None, dict[str, str]]], now: dt.datetime
+        self, cases: Iterable[tuple[Key, Key, str | None, dict[str, str]]], now: dt.datetime
     ) -> int:
-        """Cases an experiment holds out: enrolled as done (reason holdout), arm recorded."""
+        """Cases an experiment holds out (case, debtor, persona, arms): enrolled as done
+        (reason holdout), arm recorded."""
         at = self.writer.timestamp(now)
         rows = [
             (
-                case, self.writer.creditor_key, "holdout", 1, persona, "holdout", at, at, None,
-                0, True, "holdout", json.dumps(arms),
+                case, self.writer.creditor_key, debtor, "holdout", 1, persona, "holdout", at,
+                at, None, 0, True, "holdout", json.dumps(arms),
             )
-            for case, persona, arms in cases
+            for case, debtor, persona, arms in cases
         ]  # fmt: skip
         self.writer.insert(
             "enrolments",
             (
-                "case_id", "creditor_id", "journey_key", "journey_version", "persona", "node_id",
-                "entered_at", "enrolled_at", "wake_at", "step", "done", "exit_reason", "arms",
+                "case_id", "creditor_id", "debtor_id", "journey_key", "journey_version",
+                "persona", "node_id", "entered_at", "enrolled_at", "wake_at", "step", "done",
+                "exit_reason", "arms",
             ),
             rows,
         )  # fmt: skip
@@ -295,7 +303,7 @@ class JourneyStore:
         `WAKE_TYPES` events since the last tick (it may end a wait early, or the case)."""
         arms = "e.arms" if self.sqlite else "e.arms::text"
         columns = (
-            f"SELECT {self._id('e.case_id')}, {self._id('c.debtor_id')}, e.journey_key, "
+            f"SELECT {self._id('e.case_id')}, {self._id('e.debtor_id')}, e.journey_key, "
             f"e.journey_version, e.node_id, e.persona, {self.epoch('e.entered_at')}, "
             f"{self.epoch('e.enrolled_at')}, COALESCE({self.epoch('e.wake_at')}, -1), e.step, "
             f"{arms}, {'e.rowid' if self.sqlite else 'NULL'}"
@@ -303,7 +311,6 @@ class JourneyStore:
         # `done = false`, not `NOT done`: the (creditor, done, wake_at) index serves it.
         sql = (
             f"{columns} FROM enrolments e "
-            "JOIN cases c ON c.id = e.case_id AND c.creditor_id = e.creditor_id "
             f"WHERE e.creditor_id = ? AND e.done = {self.false} AND e.wake_at <= ?"
         )
         params: list[Any] = [self.writer.timestamp(now)]
@@ -317,10 +324,9 @@ class JourneyStore:
             sql += (
                 f" UNION ALL {columns} FROM (SELECT DISTINCT ev.case_id FROM events ev "
                 f"WHERE ev.creditor_id = ? AND ev.recorded_at > ? AND ev.type IN ({types})) w "
-                "CROSS JOIN enrolments e CROSS JOIN cases c "
+                "CROSS JOIN enrolments e "
                 f"WHERE e.case_id = w.case_id AND e.creditor_id = ? AND e.done = {self.false} "
-                "AND (e.wake_at IS NULL OR e.wake_at > ?) "
-                "AND c.id = e.case_id AND c.creditor_id = e.creditor_id ORDER BY 1"
+                "AND (e.wake_at IS NULL OR e.wake_at > ?) ORDER BY 1"
             )
             key = self.writer.creditor_key
             params += [key, self.writer.timestamp(since), key, self.writer.timestamp(now)]

@@ -599,12 +599,18 @@ class EnrolmentRow(Base):
 
     __tablename__ = "enrolments"
     __table_args__ = (
-        _same_tenant("case_id", "cases"),
+        # The case, of that debtor (copied here: the due read needs no join to cases).
+        ForeignKeyConstraint(
+            ["creditor_id", "debtor_id", "case_id"],
+            ["cases.creditor_id", "cases.debtor_id", "cases.id"],
+            ondelete="RESTRICT",
+        ),
         Index("ix_enrolments_due", "creditor_id", "done", "wake_at"),
     )
 
     case_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     creditor_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    debtor_id: Mapped[uuid.UUID]
     journey_key: Mapped[str] = mapped_column(String(64))
     journey_version: Mapped[int] = mapped_column(Integer())
     persona: Mapped[str | None] = mapped_column(String(40))  # at enrolment
