@@ -35,6 +35,7 @@ from parcours.store.bulk import (
     Key,
     PortfolioWriter,
 )
+from parcours.store.db import checkpoint_in_background
 from parcours.store.schema import DebtorRow, InvoiceRow, PaymentRow
 
 __all__ = ["ImportKind", "ImportOptions", "import_file", "report_allows_commit"]
@@ -68,6 +69,7 @@ def import_file(
     except FileRejected as exc:
         report.file_error = str(exc)
         return report
+    checkpoint_in_background(connection)  # SQLite: the commit of many rows returns sooner
     with paused_gc():
         try:
             _check_header(kind, csv_file, report)

@@ -36,6 +36,7 @@ from parcours.payments.reconcile import (
 from parcours.payments.statements import Statement, StatementError, StatementLine
 from parcours.runtime.batch import Stopwatch, cycle_collection_paused
 from parcours.store.bulk import Key
+from parcours.store.db import checkpoint_in_background
 from parcours.store.payments import CaseInfo, PaymentStore
 
 __all__ = [
@@ -301,6 +302,7 @@ def import_statement(
         parsed = time.perf_counter()
         digest = hashing.result().hexdigest()
         with engine.connect() as connection, _file_mapped(connection), connection.begin():
+            checkpoint_in_background(connection)  # SQLite: the commit returns sooner
             reports = [
                 import_one(connection, creditor_id, statement, digest, now, actor)
                 for statement in statements
