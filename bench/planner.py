@@ -28,10 +28,12 @@ one insert) runs on `--sample` cases and is extrapolated to every case, as a rat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -283,7 +285,9 @@ def build_portfolio_db(url: str, folder: Path, cases: int) -> None:
 
 def tick_database(data_dir: Path, cases: int) -> Path:
     """A SQLite file with `cases` enrolled cases before the timed tick, built once; a
-    build of an older schema revision is upgraded rather than built again."""
+    build of an older schema revision is upgraded rather than built again. Either way it
+    is compacted (VACUUM) last, so that its layout — and the figure — does not depend on
+    which migrations a cached database went through."""
     from parcours.store.db import connect
     from parcours.store.migrate import upgrade
 
@@ -301,12 +305,15 @@ def tick_database(data_dir: Path, cases: int) -> Path:
         engine.dispose()
     else:
         build_portfolio_db(f"sqlite:///{building}", data_dir / f"tick-portfolio-{cases}", cases)
+    with contextlib.closing(sqlite3.connect(building)) as db:
+        db.execute("VACUUM")
     building.rename(path)
     return path
 
 
 def pg_tick_database(data_dir: Path, cases: int) -> str:
-    """The same on PostgreSQL: a template database, built (or upgraded) once."""
+    """The same on PostgreSQL: a template database, built (or upgraded) once, then
+    compacted (VACUUM FULL: an upgrade that rewrote rows leaves dead ones behind)."""
     from parcours.store.db import connect
     from parcours.store.migrate import upgrade
 
@@ -334,6 +341,10 @@ def pg_tick_database(data_dir: Path, cases: int) -> str:
             engine.dispose()
         else:
             build_portfolio_db(url, data_dir / f"tick-portfolio-{cases}", cases)
+        compacting = connect(url, isolation_level="AUTOCOMMIT")
+        with compacting.connect() as connection:
+            connection.exec_driver_sql("VACUUM FULL ANALYZE")
+        compacting.dispose()
         with admin.connect() as connection:
             connection.exec_driver_sql(f"ALTER DATABASE {building} RENAME TO {name}")
     admin.dispose()
