@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from parcours.journeys.library import Library
 from parcours.runtime.dispatch import ChannelSet, dispatch
 from parcours.runtime.tasks import due_tasks
 from parcours.runtime.tick import _spread, attempt_id, run_tick
+from parcours.store.db import connect
 from parcours.store.schema import CaseRow, EnrolmentRow, OutboxRow, PolicyLogRow
 from parcours.store.uow import UnitOfWork
 from tests.channels.conftest import CREDITOR
@@ -527,12 +529,13 @@ def _next_ids(journey: Journey, node_id: str) -> set[str]:
     return {target for source, _, target in journey.edges() if source == node_id}
 
 
-def test_dispatch_reads_the_queue_through_its_index(engine: Engine, tmp_path: Path) -> None:
+def test_dispatch_reads_the_queue_through_its_index(sqlite_template: Path, tmp_path: Path) -> None:
     """Every query for what waits to go (the dispatcher's claim, due agent tasks) can use
     the outbox's partial index of pending rows: SQLite uses a partial index only when the
-    query repeats its condition, which a rewording would silently lose."""
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's query plans")
+    query repeats its condition, which a rewording would silently lose. (SQLite's query
+    plans: PostgreSQL plans by its statistics.)"""
+    shutil.copyfile(sqlite_template, tmp_path / "queue.db")
+    engine = connect(f"sqlite:///{tmp_path / 'queue.db'}")
     load(engine, tmp_path)
     seen: list[str] = []  # as run, values in place (the stores use the driver's cursors)
 
@@ -556,3 +559,4 @@ def test_dispatch_reads_the_queue_through_its_index(engine: Engine, tmp_path: Pa
             query = statement[statement.index("SELECT") :].rstrip(")")
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}").all()
             assert any("ix_outbox_dispatch" in str(step) for step in plan), (query, plan)
+    engine.dispose()
