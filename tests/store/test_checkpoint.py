@@ -4,6 +4,7 @@ to a background thread, and the connection checkpoints as usual again after it."
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -45,3 +46,31 @@ def test_nothing_is_deferred_for_a_database_in_memory() -> None:
         checkpoint_in_background(connection)
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
     engine.dispose()
+
+
+def test_a_forked_process_checkpoints_with_its_own_thread(tmp_path: Path) -> None:
+    path = tmp_path / "f.db"
+    engine = connect(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        connection.commit()
+        checkpoint_in_background(connection)
+        _write(connection, 1)
+    checkpoints_done()  # the parent's thread exists now
+    engine.dispose()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's outcome is its exit status
+        code = 1
+        signal.alarm(30)  # a child left waiting for a thread it lacks dies, and fails the test
+        try:
+            forked = connect(f"sqlite:///{path}")
+            with forked.connect() as connection:
+                before = path.stat().st_size
+                checkpoint_in_background(connection)
+                _write(connection, 5)
+            checkpoints_done()
+            code = 0 if path.stat().st_size > before + 4_000_000 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -76,6 +76,11 @@ class _Checkpointer:
     """
 
     def __init__(self) -> None:
+        self._reset()
+        # A forked child has no thread: it starts its own when it first needs one.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._paths: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
