@@ -7,9 +7,19 @@ import os
 import signal
 from pathlib import Path
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from parcours.store.db import checkpoint_in_background, checkpoints_done, connect
+
+
+def _database(path: Path) -> Engine:
+    """An engine on a new SQLite file with one table, its creation checkpointed."""
+    engine = connect(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        connection.commit()
+    checkpoints_done()
+    return engine
 
 
 def _write(connection: Connection, megabytes: int) -> None:
@@ -20,11 +30,8 @@ def _write(connection: Connection, megabytes: int) -> None:
 
 def test_a_commit_leaves_its_checkpoint_to_the_background_thread(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
-    engine = connect(f"sqlite:///{path}")
+    engine = _database(path)
     with engine.connect() as connection:
-        connection.exec_driver_sql("CREATE TABLE t (x BLOB)")
-        connection.commit()
-        checkpoints_done()
         before = path.stat().st_size
         checkpoint_in_background(connection)
         _write(connection, 5)  # 1,200 pages: over SQLite's automatic checkpoint (1,000)
@@ -50,10 +57,8 @@ def test_nothing_is_deferred_for_a_database_in_memory() -> None:
 
 def test_a_forked_process_checkpoints_with_its_own_thread(tmp_path: Path) -> None:
     path = tmp_path / "f.db"
-    engine = connect(f"sqlite:///{path}")
+    engine = _database(path)
     with engine.connect() as connection:
-        connection.exec_driver_sql("CREATE TABLE t (x BLOB)")
-        connection.commit()
         checkpoint_in_background(connection)
         _write(connection, 1)
     checkpoints_done()  # the parent's thread exists now

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -150,6 +150,17 @@ def _same_tenant(column: str, parent: str) -> ForeignKeyConstraint:
     """
     return ForeignKeyConstraint(
         [column, "creditor_id"], [f"{parent}.id", f"{parent}.creditor_id"], ondelete="RESTRICT"
+    )
+
+
+def _case_of_debtor() -> ForeignKeyConstraint:
+    """A key to the case *of that debtor* and creditor, for a row naming both (migrations
+    0011 and 0014): one check for the two, and the row cannot name another debtor than
+    its case's. Served by the cases' unique (creditor_id, debtor_id, id) index."""
+    return ForeignKeyConstraint(
+        ["creditor_id", "debtor_id", "case_id"],
+        ["cases.creditor_id", "cases.debtor_id", "cases.id"],
+        ondelete="RESTRICT",
     )
 
 
@@ -599,12 +610,7 @@ class EnrolmentRow(Base):
 
     __tablename__ = "enrolments"
     __table_args__ = (
-        # The case, of that debtor (copied here: the due read needs no join to cases).
-        ForeignKeyConstraint(
-            ["creditor_id", "debtor_id", "case_id"],
-            ["cases.creditor_id", "cases.debtor_id", "cases.id"],
-            ondelete="RESTRICT",
-        ),
+        _case_of_debtor(),  # the debtor is copied here: the due read needs no join
         Index("ix_enrolments_due", "creditor_id", "done", "wake_at"),
     )
 
@@ -624,34 +630,33 @@ class EnrolmentRow(Base):
     arms: Mapped[dict[str, Any]]  # experiment -> arm drawn
 
 
+_PENDING: Final = sql_text("status IN ('queued', 'delayed')")
+
+
 class OutboxRow(Base):
     """A decision to act (message, agent task, fee) with its deterministic attempt id.
 
     The unique attempt id (case, journey version, node, step) is what makes a tick
     idempotent and is the providers' idempotency key: a decision is recorded once.
     `plan_verdict` and `plan_reason` are the gate's verdict when the decision was made
-    (send, delay, skip, review; fee when one is booked; task for an agent task no rule
-    holds back): the database refuses to change them, and outbox rows are never
-    deleted (migration 0012). `status` and `reason` follow the row after that.
+    (send, delay, skip, review; fee when one is booked; queued for what no rule judged
+    then: agent tasks other than calls, fallbacks, chat notices): the database refuses
+    to change them, and outbox rows are never deleted (migration 0012). `status` and
+    `reason` follow the row after that.
     """
 
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("attempt_id"),
-        # The case, of that debtor and creditor: one check per row for both.
-        ForeignKeyConstraint(
-            ["creditor_id", "debtor_id", "case_id"],
-            ["cases.creditor_id", "cases.debtor_id", "cases.id"],
-            ondelete="RESTRICT",
-        ),
+        _case_of_debtor(),
         # Only the rows waiting to go, which is what dispatch asks for (migration 0013).
         Index(
             "ix_outbox_dispatch",
             "creditor_id",
             "status",
             "not_before",
-            sqlite_where=sql_text("status IN ('queued', 'delayed')"),
-            postgresql_where=sql_text("status IN ('queued', 'delayed')"),
+            sqlite_where=_PENDING,
+            postgresql_where=_PENDING,
         ),
         Index("ix_outbox_debtor", "creditor_id", "debtor_id", "created_at"),
         # Only the rows that have a claim or a carrier reference (migration 0010): the
