@@ -159,10 +159,11 @@ DISPATCHED_WITHIN = dt.timedelta(hours=4)  # after each build tick, see `_mark_s
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Parts of the tick, in order (`TickResult.timings`), and the commit after them.
 PARTS = (
-    "settle", "enrol", "due", "read_facts", "plan", "gate", "outbox", "policy_log", "enrolments",
-    "write", "commit",
+    "settle", "enrol", "due", "read_facts", "plan", "enrolments", "gate", "enrolments_wait",
+    "outbox", "policy_log", "write", "commit",
 )  # fmt: skip
-BUILD = "tick2"  # the cached databases' layout (two arrivals); older builds are not reused
+BUILD = "tick3"  # the cached databases' layout (two arrivals, attempt ids led by their
+# case); older builds are not reused
 
 
 def _schema_head() -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uuid_utils
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import DBAPIError
 
@@ -235,6 +236,21 @@ def test_the_plan_verdict_of_an_outbox_row_is_kept(engine: Engine, tmp_path: Pat
         connection.execute(table.delete())
     assert Counter(v for (v,) in rows(engine, OutboxRow.plan_verdict)) == verdicts
     assert {s for (s,) in rows(engine, OutboxRow.status)} == {"failed"}
+
+
+def test_attempt_ids_follow_their_cases_creation_order() -> None:
+    # UUIDv7 case ids, created in order: their attempts sort in the same order (what
+    # keeps the unique index's inserts together), whatever the rest of the decision.
+    cases = [str(uuid_utils.uuid7()) for _ in range(500)]
+    ids = [attempt_id(c, f"j@{i % 3}", f"n{i % 7}", i % 5, "sms") for i, c in enumerate(cases)]
+    assert all(len(a) == 32 and int(a, 16) >= 0 for a in ids)
+    assert [a[:12] for a in ids] == [c.replace("-", "")[:12] for c in cases]
+    assert sorted(ids, key=lambda a: a[:12]) == ids
+    decisions = {(c, n, step, ch) for c in cases[:20] for n in "ab" for step in (0, 1)
+                 for ch in ("sms", "email", None)}  # fmt: skip
+    made = {attempt_id(c, "j@1", n, step, ch) for c, n, step, ch in decisions}
+    assert len(made) == len(decisions)
+    assert attempt_id(cases[0], "j@1", "a", 0, None) == attempt_id(cases[0], "j@1", "a", 0, None)
 
 
 def test_quiet_hour_offsets_cover_the_whole_span() -> None:

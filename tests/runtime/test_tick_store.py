@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import given
@@ -223,6 +223,49 @@ def test_outbox_rows_keep_their_attempt_ids_unique(
         assert int(written[0][0]) == rows
         with pytest.raises(CONFLICTS):
             store.add_outbox([*entries("y", rows - 1), *entries("x", 1)], START)
+
+
+def test_staged_enrolments_land_in_one_update_on_this_creditors_rows_only(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """What a tick stages for its enrolments is written by one UPDATE, each row on its
+    own enrolment; a store of another creditor applying the same staged rows changes
+    none. On SQLite, that UPDATE walks the staged rows and finds each enrolment by its
+    row id (the other way round, it would probe every staged row for each enrolment)."""
+    load(engine, tmp_path)
+    _tick(engine, START)
+    wake = START + dt.timedelta(days=40)
+    with _acme_store(engine) as (_, store):
+        due = store.due(START + dt.timedelta(days=30), None)  # every active enrolment
+        assert len(due) == 3
+        stamp = store.writer.timestamp
+        store.stage_enrolments(
+            [
+                (*due.journey[i], due.persona[i], due.node_id[i], stamp(START), stamp(wake),
+                 int(due.step[i]) + 5, False, None, due.arms[i], due.stored[i])
+                for i in range(len(due))
+            ]
+        )  # fmt: skip
+        seen: list[str] = []
+        if store.sqlite:
+            store.connection.connection.driver_connection.set_trace_callback(seen.append)  # type: ignore[union-attr]
+        JourneyStore(store.connection, uuid4()).apply_enrolments()
+
+        def steps() -> list[int]:
+            found = store._rows("SELECT step FROM enrolments WHERE creditor_id = ?")
+            return sorted(int(step) for (step,) in found)
+
+        assert steps() == sorted(int(s) for s in due.step)
+        store.apply_enrolments()
+        assert steps() == sorted(int(s) + 5 for s in due.step)
+        woken = store.due(wake - dt.timedelta(seconds=1), None)
+        assert len(woken) == 0 and len(store.due(wake, None)) == 3
+        if store.sqlite:
+            update = next(s for s in seen if s.startswith("UPDATE enrolments"))
+            explained = store.connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {update}")
+            plan = [row[-1] for row in explained]
+            assert plan[0].startswith("SCAN m"), plan
+            assert "SEARCH enrolments USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
 
 
 def test_a_tick_leaves_the_cycle_collector_as_it_found_it(engine: Engine, tmp_path: Path) -> None:

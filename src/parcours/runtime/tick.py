@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 import sqlalchemy.exc
 from sqlalchemy import Connection
@@ -45,7 +46,15 @@ from parcours.journeys.facts import (
     PromiseCode,
 )
 from parcours.journeys.library import Library
-from parcours.journeys.planner import NEVER, Enrolments, Kind, Program, compile_journeys, plan
+from parcours.journeys.planner import (
+    NEVER,
+    Decisions,
+    Enrolments,
+    Kind,
+    Program,
+    compile_journeys,
+    plan,
+)
 from parcours.journeys.policy import (
     DEFAULT_POLICY,
     WRITTEN_CHANNELS,
@@ -57,7 +66,7 @@ from parcours.journeys.policy import (
 )
 from parcours.personas.features import is_mobile
 from parcours.runtime.arrangements import DEFAULT_RULES, settle_arrangements
-from parcours.runtime.batch import Stopwatch, cycle_collection_paused
+from parcours.runtime.batch import Stopwatch, beside, cycle_collection_paused
 from parcours.store.bulk import Key
 from parcours.store.db import checkpoint_in_background
 from parcours.store.journeys import DueBatch, JourneyStore, OutboxEntry
@@ -153,9 +162,20 @@ def draw_arm(experiment: Experiment, case_text: str) -> ExperimentArm:
 
 
 def attempt_id(case_text: str, journey: str, node: str, step: int, channel: str | None) -> str:
-    """Deterministic: the same decision always has the same id (the idempotency key)."""
+    """Deterministic: the same decision always has the same id (the idempotency key).
+
+    32 hex digits: the first 12 of the case id, then 80 bits of a hash of the decision.
+    The case ids are UUIDv7, which lead with their creation time: a tick's attempts,
+    written in the order of their cases' debtors (created with them), go into the unique
+    index in order rather than at random (224,000 attempts into 1.25 million on SQLite:
+    2.2 -> 1.3 s). Two attempts share an id only if their cases share those 48 bits (the
+    same millisecond) and the 80 bits of their hashes; the unique index refuses it then.
+    """
     raw = f"{case_text}|{journey}|{node}|{step}|{channel or ''}"
-    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
+    if len(case_text) == 36 and case_text[8] == "-":  # a UUID's text, as stored
+        return f"{case_text[:8]}{case_text[9:13]}{digest}"
+    return hashlib.blake2b(case_text.encode(), digest_size=6).hexdigest() + digest
 
 
 def run_tick(
@@ -240,9 +260,10 @@ _REACHABLE: Final = [
 
 
 def _spread(attempt: str, span: dt.timedelta) -> dt.timedelta:
-    """A stable offset in [0, span) drawn from the attempt id (whole minutes)."""
+    """A stable offset in [0, span) drawn from the attempt id's hash (whole minutes; its
+    head is the case's creation time, shared by the cases of one import)."""
     minutes = int(span.total_seconds()) // 60
-    return dt.timedelta(minutes=int(attempt[:8], 16) % minutes) if minutes else dt.timedelta(0)
+    return dt.timedelta(minutes=int(attempt[-8:], 16) % minutes) if minutes else dt.timedelta(0)
 
 
 def _utc(seconds: int) -> dt.datetime:
@@ -553,23 +574,75 @@ def _plan_and_gate(
         done=np.zeros(len(due), dtype=bool),
     )
     gate = _read_facts(store, due.case, due.debtor, due.case_text, now, policy)
-    recent = gate.recent
     clock.lap("read_facts")
     moved = _reclassify(program, library, due, state, gate, t)
     result.reclassified = len(moved)
     decisions, after = plan(program, state, gate.facts, now, zone)
     clock.lap("plan")
-    planned: dict[Key, list[tuple[str, dt.datetime]]] = {}
-    outbox: list[OutboxEntry] = []
+    arm_kind, exit_kind = Kind.ARM, Kind.EXIT
     arms: dict[int, dict[str, str]] = {}
     exits: dict[int, str] = {}
+    for row, kind, detail in zip(decisions.row, decisions.kind, decisions.detail, strict=True):
+        if kind is arm_kind:
+            arms.setdefault(row, json.loads(due.arms[row]))[detail[0]] = detail[1]
+        elif kind is exit_kind:
+            exits[row] = str(detail)
+            result.exits[str(detail)] += 1
+    staged = _stage_enrolments(store, program, due, state, after, arms, exits, moved)
+    clock.lap("enrolments")
+    # The database writes the enrolments while the gate judges the decisions.
+    with beside(store.connection, store.apply_enrolments if staged else None):
+        outbox = _gate(program, due, journeys, journey_of, gate, decisions, now, policy, result)
+        rows = store.outbox_rows(outbox, now)
+        clock.lap("gate")
+    clock.lap("enrolments_wait")
+    store.insert_outbox(rows)
+    result.outbox = len(rows)
+    clock.lap("outbox")
+    store.log_policy(
+        [
+            (
+                due.case[row],
+                attempt_id(due.case_text[row], "reclassified", reason, int(due.step[row]), None),
+                "move", "move", None, reason,
+            )
+            for row, reason in moved.items()
+        ],
+        now,
+    )  # fmt: skip
+    clock.lap("policy_log")
+    ended = [
+        (due.case[row], due.debtor[row], reason)
+        for row, reason in exits.items()
+        if reason in _NO_MORE_CONTACT
+    ]
+    result.tasks_dropped = store.drop_tasks(ended, now)
+
+
+def _gate(
+    program: Program,
+    due: DueBatch,
+    journeys: list[Journey],
+    journey_of: npt.NDArray[np.int64],
+    gate: GateFacts,
+    decisions: Decisions,
+    now: dt.datetime,
+    policy: PolicyConfig,
+    result: TickResult,
+) -> list[OutboxEntry]:
+    """The outbox entries of the planner's messages, tasks and fees, each judged by the
+    gate (arms and exits are the enrolments'). No database work: it runs beside the
+    enrolments' UPDATE."""
+    recent = gate.recent
+    planned: dict[Key, list[tuple[str, dt.datetime]]] = {}
+    outbox: list[OutboxEntry] = []
     journey_names = [f"{j.key}@{j.version}" for j in journeys]
     statuses = {"send": "queued", "delay": "delayed", "skip": "skipped", "review": "review"}
     no_contacts: list[tuple[str, dt.datetime]] = []
     for kind, n in Counter(decisions.kind).items():
         result.decisions[kind.name.lower()] += n
     # The loop below runs once per decision: what it reads is bound to locals first.
-    send_kind, task_kind_, exit_kind, arm_kind = Kind.SEND, Kind.TASK, Kind.EXIT, Kind.ARM
+    send_kind, task_kind_, arm_kind, exit_kind = Kind.SEND, Kind.TASK, Kind.ARM, Kind.EXIT
     journey_at = [journey_names[j] for j in journey_of.tolist()]
     cases, debtors, texts = due.case, due.debtor, due.case_text
     node_ids, node_models = program.node_id, program.nodes
@@ -578,12 +651,7 @@ def _plan_and_gate(
     for row, kind, node, step, detail in zip(
         decisions.row, decisions.kind, decisions.node, decisions.step, decisions.detail, strict=True
     ):
-        if kind is arm_kind:
-            arms.setdefault(row, json.loads(due.arms[row]))[detail[0]] = detail[1]
-            continue
-        if kind is exit_kind:
-            exits[row] = str(detail)
-            result.exits[str(detail)] += 1
+        if kind is arm_kind or kind is exit_kind:
             continue
         case, debtor, text = cases[row], debtors[row], texts[row]
         journey, node_id = journey_at[row], node_ids[node]
@@ -656,29 +724,7 @@ def _plan_and_gate(
                 now if booked else None, "fee" if booked else "skip",
             )
         )  # fmt: skip
-    clock.lap("gate")
-    result.outbox = store.add_outbox(outbox, now)
-    clock.lap("outbox")
-    store.log_policy(
-        [
-            (
-                due.case[row],
-                attempt_id(due.case_text[row], "reclassified", reason, int(due.step[row]), None),
-                "move", "move", None, reason,
-            )
-            for row, reason in moved.items()
-        ],
-        now,
-    )  # fmt: skip
-    clock.lap("policy_log")
-    _write_enrolments(store, program, due, state, after, arms, exits, moved)
-    clock.lap("enrolments")
-    ended = [
-        (due.case[row], due.debtor[row], reason)
-        for row, reason in exits.items()
-        if reason in _NO_MORE_CONTACT
-    ]
-    result.tasks_dropped = store.drop_tasks(ended, now)
+    return outbox
 
 
 def _reclassify(
@@ -729,7 +775,7 @@ def _reclassify(
     return moved
 
 
-def _write_enrolments(
+def _stage_enrolments(
     store: JourneyStore,
     program: Program,
     due: DueBatch,
@@ -738,8 +784,9 @@ def _write_enrolments(
     arms: dict[int, dict[str, str]],
     exits: dict[int, str],
     reclassified: dict[int, str],
-) -> None:
-    """Store where the cases that moved (or drew an arm, or changed persona) now stand."""
+) -> bool:
+    """Stage where the cases that moved (or drew an arm, or changed persona) now stand
+    (`JourneyStore.stage_enrolments`); False when none did."""
     moved = (
         (after.step != before.step)
         | after.done
@@ -749,7 +796,7 @@ def _write_enrolments(
     moved[[*arms, *reclassified]] = True
     rows = np.flatnonzero(moved)
     if not len(rows):
-        return
+        return False
     wake = np.where(after.done[rows] | (after.wake_at[rows] == NEVER), -1, after.wake_at[rows])
     entered = store.writer.timestamps(after.entered_at[rows])
     wakes = store.writer.timestamps(wake)
@@ -765,7 +812,8 @@ def _write_enrolments(
             after.step[rows].tolist(), after.done[rows].tolist(), strict=True,
         )
     ]  # fmt: skip
-    store.update_enrolments(updates)
+    store.stage_enrolments(updates)
+    return True
 
 
 def contact_facts(
