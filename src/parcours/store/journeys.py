@@ -8,10 +8,11 @@ with one query per case or a parameter list the database would cap.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 from uuid import UUID
@@ -274,10 +275,25 @@ class JourneyStore:
     @property
     def _then(self) -> str:
         """How the fact queries join: case by case from the staged cases when they are a
-        small part of the portfolio (SQLite's `CROSS JOIN` fixes the order); otherwise
-        (and always on PostgreSQL, which plans with statistics) the planner chooses —
+        small part of the portfolio (SQLite's `CROSS JOIN` fixes the order, PostgreSQL's
+        joins are limited to nested loops: `_probing`); otherwise the planner chooses —
         scanning a table once beats probing it for most of its rows."""
         return " CROSS JOIN " if self.sqlite and self._few else ", "
+
+    @contextlib.contextmanager
+    def _probing(self) -> Iterator[None]:
+        """PostgreSQL, for the fact queries of a few staged cases: neither hash nor merge
+        joins, which read every row of the tenant's tables (a million debtors hashed to
+        join 200,000 cases); each staged case is looked up through the indexes instead
+        (the facts of 200,000 cases of a million: 4.7 -> 3.6 s)."""
+        if self.sqlite or not self._few:
+            yield
+            return
+        for method in ("hashjoin", "mergejoin"):
+            self.connection.exec_driver_sql(f"SET LOCAL enable_{method} = off")
+        yield  # after an error, the rollback ends what SET LOCAL set
+        for method in ("hashjoin", "mergejoin"):
+            self.connection.exec_driver_sql(f"RESET enable_{method}")
 
     @property
     def _by_debtor(self) -> str:
@@ -404,6 +420,11 @@ class JourneyStore:
                 self.connection.exec_driver_sql(
                     f"CREATE INDEX tick_case_rows_{column} ON tick_case_rows ({column})"
                 )
+            if not self.sqlite:
+                # Without statistics PostgreSQL takes a temporary table for bigger than it
+                # is and may hash a whole table of the tenant rather than the staged cases
+                # (40 ms; measured with 200,000 cases: their debtors 1.47 -> 1.23 s).
+                self.connection.exec_driver_sql("ANALYZE tick_case_rows")
 
     def facts(
         self, cases: Sequence[Key], debtors: Sequence[Key], written_since: dt.datetime
@@ -411,13 +432,17 @@ class JourneyStore:
         """Facts of these cases (each once; `debtors[i]` is the debtor of `cases[i]`) by
         kind, each row led by the case's position in `cases`: balance and oldest due
         date, debtor, promise, plan, events (latest per type), and every message sent to
-        the debtor, oldest first, with whether it was this case's and whether it went
+        the debtor (in no order), with whether it was this case's and whether it went
         at or after `written_since` (the contact caps' window).
 
         A few cases are read case by case through the indexes; many are read by the
         joins the planner chooses (see `_then`).
         """
         self._stage_rows(cases, debtors)
+        with self._probing():
+            return self._read_staged(written_since)
+
+    def _read_staged(self, written_since: dt.datetime) -> dict[str, list[Row]]:
         day = (
             "CAST(julianday(MIN(i.due_date)) - 2440587.5 AS INTEGER)"
             if self.sqlite
@@ -477,8 +502,7 @@ class JourneyStore:
             f"SELECT t.pos, o.case_id = t.id, o.channel, {self.epoch('o.sent_at')}, "
             "o.reminder, o.kind, o.amount_minor, o.template, o.sent_at >= ? "
             f"FROM tick_case_rows t{self._then}outbox o{self._by_debtor} "
-            "WHERE o.creditor_id = ? AND o.debtor_id = t.debtor AND o.status = 'sent' "
-            "ORDER BY o.sent_at",
+            "WHERE o.creditor_id = ? AND o.debtor_id = t.debtor AND o.status = 'sent'",
             (self.writer.timestamp(written_since), self.writer.creditor_key),
         )
         return out
