@@ -411,14 +411,17 @@ def _read_facts(
     texts: list[str],
     now: dt.datetime,
     policy: PolicyConfig = DEFAULT_POLICY,
+    *,
+    staged: bool = False,
 ) -> GateFacts:
     """The planner's columns and the gate's facts of `cases` (each once; `debtors[i]`
     is the debtor of `cases[i]`), read in bulk, with what each debtor was sent within
-    the policy's written window (`GateFacts.recent`).
+    the policy's written window (`GateFacts.recent`). `staged`: the due cases of the
+    store's last `due` (see `JourneyStore.facts`).
 
     The store returns each kind of fact as rows led by the case's position in `cases`,
     so most columns are filled by numpy at once."""
-    raw = store.facts(cases, debtors, now - policy.written_window)
+    raw = store.facts(cases, debtors, now - policy.written_window, staged=staged)
     n = len(cases)
     facts = CaseFacts.empty(texts)
     today = (now.date() - EPOCH).days
@@ -573,7 +576,7 @@ def _plan_and_gate(
         step=due.step,
         done=np.zeros(len(due), dtype=bool),
     )
-    gate = _read_facts(store, due.case, due.debtor, due.case_text, now, policy)
+    gate = _read_facts(store, due.case, due.debtor, due.case_text, now, policy, staged=True)
     clock.lap("read_facts")
     moved = _reclassify(program, library, due, state, gate, t)
     result.reclassified = len(moved)

@@ -316,38 +316,58 @@ class JourneyStore:
 
     def due(self, now: dt.datetime, since: dt.datetime | None) -> DueBatch:
         """Active enrolments whose wake time has come, or whose case had one of the
-        `WAKE_TYPES` events since the last tick (it may end a wait early, or the case)."""
+        `WAKE_TYPES` events since the last tick (it may end a wait early, or the case),
+        in the order of their case ids.
+
+        The database writes them into the temporary table the fact reads join
+        (`facts(..., staged=True)`), each with its position, from its own query: the
+        tick's cases never travel back through the driver to be staged."""
         arms = "e.arms" if self.sqlite else "e.arms::text"
         columns = (
-            f"SELECT {self._id('e.case_id')}, {self._id('e.debtor_id')}, e.journey_key, "
-            f"e.journey_version, e.node_id, e.persona, {self.epoch('e.entered_at')}, "
-            f"{self.epoch('e.enrolled_at')}, COALESCE({self.epoch('e.wake_at')}, -1), e.step, "
-            f"{arms}, {'e.rowid' if self.sqlite else 'NULL'}"
+            "SELECT e.case_id AS id, e.debtor_id AS debtor, e.journey_key, e.journey_version, "
+            f"e.node_id, e.persona, {self.epoch('e.entered_at')} AS entered, "
+            f"{self.epoch('e.enrolled_at')} AS enrolled, "
+            f"COALESCE({self.epoch('e.wake_at')}, -1) AS wake, e.step, {arms} AS arms, "
+            f"{'e.rowid' if self.sqlite else 'NULL'} AS stored"
         )
         # `done = false`, not `NOT done`: the (creditor, done, wake_at) index serves it.
         sql = (
             f"{columns} FROM enrolments e "
             f"WHERE e.creditor_id = ? AND e.done = {self.false} AND e.wake_at <= ?"
         )
-        params: list[Any] = [self.writer.timestamp(now)]
+        key = self.writer.creditor_key
+        params: list[Any] = [key, self.writer.timestamp(now)]
         self._work_mem()
         if since is not None:
             # A second query driven by the events recorded since the last tick (for the
             # enrolments the first one left out), joined by UNION ALL rather than OR: each
-            # side uses its own index instead of a scan of every active enrolment. In
-            # the order of the case ids, whatever each side's order.
+            # side uses its own index instead of a scan of every active enrolment.
             types = ", ".join(f"'{t}'" for t in WAKE_TYPES)
             sql += (
                 f" UNION ALL {columns} FROM (SELECT DISTINCT ev.case_id FROM events ev "
                 f"WHERE ev.creditor_id = ? AND ev.recorded_at > ? AND ev.type IN ({types})) w "
                 "CROSS JOIN enrolments e "
                 f"WHERE e.case_id = w.case_id AND e.creditor_id = ? AND e.done = {self.false} "
-                "AND (e.wake_at IS NULL OR e.wake_at > ?) ORDER BY 1"
+                "AND (e.wake_at IS NULL OR e.wake_at > ?)"
             )
-            key = self.writer.creditor_key
             params += [key, self.writer.timestamp(since), key, self.writer.timestamp(now)]
-        rows = self._rows(sql, params)
+        self.connection.exec_driver_sql("DROP TABLE IF EXISTS tick_case_rows")
+        self._execute(
+            "CREATE TEMPORARY TABLE tick_case_rows AS "
+            # pos is an INTEGER as in `_stage_rows`: PostgreSQL refuses to run a prepared
+            # fact query whose result type changed.
+            "SELECT CAST(row_number() OVER (ORDER BY id) - 1 AS INTEGER) AS pos, due.* "
+            f"FROM ({sql}) due",
+            params,
+        )
+        rows = self._select(
+            f"SELECT {self._id('id')}, {self._id('debtor')}, journey_key, journey_version, "
+            "node_id, persona, entered, enrolled, wake, step, arms, stored "
+            "FROM tick_case_rows ORDER BY pos",
+            (),
+        )
         n = len(rows)
+        self._index_staged(n)
         fields = list(zip(*rows, strict=True)) if rows else [()] * 12
         (
             case, debtor, keys, versions, nodes, personas, entered, enrolled, wake, step,
@@ -367,6 +387,13 @@ class JourneyStore:
             arms=[a or "{}" for a in arm_texts], case_text=texts,
             stored=list(stored) if self.sqlite else cases,
         )  # fmt: skip
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        cursor = self.connection.connection.cursor()
+        try:
+            cursor.execute(sql.replace("?", self.mark), tuple(params))
+        finally:
+            cursor.close()
 
     def _stage(self, table: str, keys: Iterable[Key]) -> None:
         """Put a tick's ids in a temporary table for the fact queries to join."""
@@ -394,26 +421,27 @@ class JourneyStore:
         )
 
     def _stage_rows(self, cases: Sequence[Key], debtors: Sequence[Key]) -> None:
-        """Put a tick's cases and their debtors in a temporary table with the case's
-        position in `cases` (facts come back by position: no lookup per row).
-
-        Few cases are read in the table's order (see `_then`): their ids need no index,
-        which would cost more to fill than it saves. Many are joined as the planner
-        chooses: indexed, after the rows are in."""
+        """Put these cases and their debtors in the temporary table the fact reads join,
+        with the case's position in `cases` (facts come back by position: no lookup per
+        row), as `due` does for a tick's."""
         kind = "BLOB" if self.sqlite else "uuid"
+        self.connection.exec_driver_sql("DROP TABLE IF EXISTS tick_case_rows")
         self.connection.exec_driver_sql(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS tick_case_rows "
+            "CREATE TEMPORARY TABLE tick_case_rows "
             f"(pos INTEGER PRIMARY KEY, id {kind} NOT NULL, debtor {kind} NOT NULL)"
         )
-        for column in ("id", "debtor"):
-            self.connection.exec_driver_sql(f"DROP INDEX IF EXISTS tick_case_rows_{column}")
-        self.connection.exec_driver_sql("DELETE FROM tick_case_rows")
         self.writer.insert(
             "tick_case_rows",
             ("pos", "id", "debtor"),
             [(i, c, d) for i, (c, d) in enumerate(zip(cases, debtors, strict=True))],
         )
-        self._few = self._a_few(len(cases))
+        self._index_staged(len(cases))
+
+    def _index_staged(self, n: int) -> None:
+        """After `n` cases are staged: few are read in the table's order (see `_then`),
+        their ids need no index, which would cost more to fill than it saves; many are
+        joined as the planner chooses: indexed, after the rows are in."""
+        self._few = self._a_few(n)
         if not self._few:
             self._work_mem()
             for column in ("id", "debtor"):
@@ -427,7 +455,12 @@ class JourneyStore:
                 self.connection.exec_driver_sql("ANALYZE tick_case_rows")
 
     def facts(
-        self, cases: Sequence[Key], debtors: Sequence[Key], written_since: dt.datetime
+        self,
+        cases: Sequence[Key],
+        debtors: Sequence[Key],
+        written_since: dt.datetime,
+        *,
+        staged: bool = False,
     ) -> dict[str, list[Row]]:
         """Facts of these cases (each once; `debtors[i]` is the debtor of `cases[i]`) by
         kind, each row led by the case's position in `cases`: balance and oldest due
@@ -436,9 +469,11 @@ class JourneyStore:
         at or after `written_since` (the contact caps' window).
 
         A few cases are read case by case through the indexes; many are read by the
-        joins the planner chooses (see `_then`).
+        joins the planner chooses (see `_then`). `staged`: these are the cases `due`
+        just returned, and staged.
         """
-        self._stage_rows(cases, debtors)
+        if not staged:
+            self._stage_rows(cases, debtors)
         with self._probing():
             return self._read_staged(written_since)
 
