@@ -6,9 +6,11 @@ planner selects the due ones itself) spread over the library's journeys. The tic
 times one full tick of the real engine in a fresh process — settle promises and plans,
 enrol, select the due cases, read their facts, plan, gate, write the outbox rows (the
 decisions with their verdicts), the policy log (moves) and the enrolments, commit —
-with the time of each part. On SQLite the commit leaves the copy of the write-ahead log
-into the database file (a checkpoint) to a background thread: its time is printed apart
-(`checkpoint_after_seconds`), as it runs beside what follows a tick.
+with the time of each part (`enrolments` stages them; their UPDATE runs beside the
+gate, and `enrolments_wait` is what the tick waits for it after). On SQLite the commit
+leaves the copy of the write-ahead log into the database file (a checkpoint) to a
+background thread: its time is printed apart (`checkpoint_after_seconds`), as it runs
+beside what follows a tick. `speed_reference_seconds` tells the machine's speed then.
 
 Its database (`--tick-cases`, built once per schema revision and cached under bench/data;
 building a million cases takes several minutes) holds a generated portfolio that
@@ -41,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from machine import speed_reference
 from parcours.journeys.facts import CHANNEL_BITS, CaseFacts
 from parcours.journeys.library import load_library
 from parcours.journeys.planner import Enrolments, compile_journeys, plan
@@ -490,6 +493,7 @@ def tick_bench(
         "naive_seconds_all_cases": round(naive_all, 1),
         "ratio_to_naive": round(seconds / naive_all, 3),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "speed_reference_seconds": speed_reference(),
     }
 
 
