@@ -292,7 +292,7 @@ def tick_database(data_dir: Path, cases: int) -> Path:
     build of an older schema revision is upgraded rather than built again. Either way it
     is compacted (VACUUM) last, so that its layout — and the figure — does not depend on
     which migrations a cached database went through."""
-    from parcours.store.db import connect
+    from parcours.store.db import checkpoints_done, connect
     from parcours.store.migrate import upgrade
 
     path = data_dir / f"{BUILD}-{cases}-{_schema_head()}.db"
@@ -309,8 +309,13 @@ def tick_database(data_dir: Path, cases: int) -> Path:
         engine.dispose()
     else:
         build_portfolio_db(f"sqlite:///{building}", data_dir / f"tick-portfolio-{cases}", cases)
+    # The build's commits leave their checkpoints to a thread: wait for it, so that the
+    # connection below is the last one and closes with the write-ahead log in the file
+    # (the log would not follow the rename).
+    checkpoints_done()
     with contextlib.closing(sqlite3.connect(building)) as db:
         db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     building.rename(path)
     return path
 

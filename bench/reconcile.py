@@ -75,6 +75,11 @@ def portfolio_db(data_dir: Path, debtors: int) -> Path:
             assert report_allows_commit(report)
             assert not report.errors
             uow.commit()
+    # The imports leave their checkpoints to a thread: wait for it, and empty the
+    # write-ahead log into the file before it is renamed (its log would not follow it).
+    checkpoints_done()
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
     building.rename(path)
     return path
