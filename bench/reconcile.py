@@ -165,6 +165,8 @@ def main() -> None:
             invoices = (
                 uow.connection().execute(select(func.count()).select_from(InvoiceRow)).scalar_one()
             )
+            if not invoices:  # a figure against an empty portfolio would mean nothing
+                raise SystemExit(f"{source} holds no invoices: delete it to build it again")
             statement, mix = synthetic_statement(
                 uow.connection(), creditor.id, args.lines, DAY, seed=11
             )
