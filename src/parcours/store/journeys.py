@@ -146,10 +146,20 @@ class JourneyStore:
         return self._select(sql, (self.writer.creditor_key, *params))
 
     def _select(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        with self._cursor(sql, params) as cursor:
+            return [tuple(r) for r in cursor.fetchall()]
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        with self._cursor(sql, params):
+            pass
+
+    @contextlib.contextmanager
+    def _cursor(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """The driver's cursor having run `sql` (`?` marks), closed after."""
         cursor = self.connection.connection.cursor()
         try:
             cursor.execute(sql.replace("?", self.mark), tuple(params))
-            return [tuple(r) for r in cursor.fetchall()]
+            yield cursor
         finally:
             cursor.close()
 
@@ -387,13 +397,6 @@ class JourneyStore:
             arms=[a or "{}" for a in arm_texts], case_text=texts,
             stored=list(stored) if self.sqlite else cases,
         )  # fmt: skip
-
-    def _execute(self, sql: str, params: Sequence[Any]) -> None:
-        cursor = self.connection.connection.cursor()
-        try:
-            cursor.execute(sql.replace("?", self.mark), tuple(params))
-        finally:
-            cursor.close()
 
     def _stage(self, table: str, keys: Iterable[Key]) -> None:
         """Put a tick's ids in a temporary table for the fact queries to join."""
