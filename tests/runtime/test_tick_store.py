@@ -154,6 +154,11 @@ def test_a_case_due_by_its_wake_time_and_by_an_event_is_due_once(
             ]
         )
         due = store.due(later + dt.timedelta(minutes=1), store.last_tick())
+        # Staged for the fact reads, each at its position in the batch (from 0).
+        staged = store._select(f"SELECT pos, {store._id('id')} FROM tick_case_rows", ())
+        assert sorted((int(pos), store._key(case)) for pos, case in staged) == list(
+            enumerate(due.case)
+        )
     assert sorted(due.case) == due.case  # in the order of the case ids
     assert set(due.case) == {keys["D1"][0], keys["D2"][0]}
     assert len(due.case) == 2
@@ -241,11 +246,12 @@ def test_staged_enrolments_land_in_one_update_on_this_creditors_rows_only(
     with _acme_store(engine) as (_, store):
         due = store.due(START + dt.timedelta(days=30), None)  # every active enrolment
         assert len(due) == 3
-        stamp = store.writer.timestamp
+        # Times go as epoch seconds; the first case is staged with no wake time (-1).
+        wakes = [-1, *[int(wake.timestamp())] * (len(due) - 1)]
         store.stage_enrolments(
             [
-                (*due.journey[i], due.persona[i], due.node_id[i], stamp(START), stamp(wake),
-                 int(due.step[i]) + 5, False, None, due.arms[i], due.stored[i])
+                (*due.journey[i], due.persona[i], due.node_id[i], int(START.timestamp()),
+                 wakes[i], int(due.step[i]) + 5, False, None, due.arms[i], due.stored[i])
                 for i in range(len(due))
             ]
         )  # fmt: skip
@@ -262,7 +268,15 @@ def test_staged_enrolments_land_in_one_update_on_this_creditors_rows_only(
         store.apply_enrolments()
         assert steps() == sorted(int(s) + 5 for s in due.step)
         woken = store.due(wake - dt.timedelta(seconds=1), None)
-        assert len(woken) == 0 and len(store.due(wake, None)) == 3
+        assert len(woken) == 0 and len(store.due(wake, None)) == 2
+        times = store._rows(
+            "SELECT entered_at, wake_at FROM enrolments WHERE creditor_id = ? AND case_id = ?",
+            [due.case[0]],
+        ) + store._rows(
+            "SELECT entered_at, wake_at FROM enrolments WHERE creditor_id = ? AND case_id = ?",
+            [due.case[1]],
+        )
+        assert [(store.utc(e), store.utc(w)) for e, w in times] == [(START, None), (START, wake)]
         if store.sqlite:
             update = next(s for s in seen if s.startswith("UPDATE enrolments"))
             explained = store.connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {update}")

@@ -801,8 +801,6 @@ def _stage_enrolments(
     if not len(rows):
         return False
     wake = np.where(after.done[rows] | (after.wake_at[rows] == NEVER), -1, after.wake_at[rows])
-    entered = store.writer.timestamps(after.entered_at[rows])
-    wakes = store.writer.timestamps(wake)
     node_ids = program.node_id
     updates = [
         (
@@ -811,8 +809,8 @@ def _stage_enrolments(
             due.stored[row],
         )
         for row, node, entered_at, wake_at, step, done in zip(
-            rows.tolist(), after.node[rows].tolist(), entered, wakes,
-            after.step[rows].tolist(), after.done[rows].tolist(), strict=True,
+            rows.tolist(), after.node[rows].tolist(), after.entered_at[rows].tolist(),
+            wake.tolist(), after.step[rows].tolist(), after.done[rows].tolist(), strict=True,
         )
     ]  # fmt: skip
     store.stage_enrolments(updates)

@@ -28,6 +28,11 @@ __all__ = ["DueBatch", "JourneyStore", "OutboxEntry"]
 Row = tuple[Any, ...]
 _FEW: Final = 2_000  # staged cases always joined case by case below this
 _WORK_MEM: Final = "256MB"  # per hash or sort of a tick's queries on PostgreSQL
+# The columns of the due cases' staged rows after their id and debtor (see `due`).
+_DUE_FIELDS: Final = (
+    "journey_key", "journey_version", "node_id", "persona", "entered", "enrolled", "wake",
+    "step", "arms", "stored",
+)  # fmt: skip
 EVENT_TYPES: Final = (
     "payment.booked",
     "promise.made",
@@ -362,17 +367,32 @@ class JourneyStore:
             )
             params += [key, self.writer.timestamp(since), key, self.writer.timestamp(now)]
         self.connection.exec_driver_sql("DROP TABLE IF EXISTS tick_case_rows")
-        self._execute(
-            "CREATE TEMPORARY TABLE tick_case_rows AS "
-            # pos is an INTEGER as in `_stage_rows`: PostgreSQL refuses to run a prepared
-            # fact query whose result type changed.
-            "SELECT CAST(row_number() OVER (ORDER BY id) - 1 AS INTEGER) AS pos, due.* "
-            f"FROM ({sql}) due",
-            params,
-        )
+        if self.sqlite:
+            # The position is the row id, given in the order of the SELECT: one sort,
+            # none for the window function nor for reading back (measured on 200,000
+            # due cases: 1.5 -> 0.9 s). Row ids are the largest one + 1: a row at -1
+            # makes the first 0; it goes after.
+            self.connection.exec_driver_sql(
+                "CREATE TEMPORARY TABLE tick_case_rows "
+                f"(pos INTEGER PRIMARY KEY, id, debtor, {', '.join(_DUE_FIELDS)})"
+            )
+            self.connection.exec_driver_sql("INSERT INTO tick_case_rows (pos) VALUES (-1)")
+            self._execute(
+                f"INSERT INTO tick_case_rows SELECT NULL, due.* FROM ({sql}) due ORDER BY id",
+                params,
+            )
+            self.connection.exec_driver_sql("DELETE FROM tick_case_rows WHERE pos = -1")
+        else:
+            self._execute(
+                "CREATE TEMPORARY TABLE tick_case_rows AS "
+                # pos is an INTEGER as in `_stage_rows`: PostgreSQL refuses to run a
+                # prepared fact query whose result type changed.
+                "SELECT CAST(row_number() OVER (ORDER BY id) - 1 AS INTEGER) AS pos, due.* "
+                f"FROM ({sql}) due",
+                params,
+            )
         rows = self._select(
-            f"SELECT {self._id('id')}, {self._id('debtor')}, journey_key, journey_version, "
-            "node_id, persona, entered, enrolled, wake, step, arms, stored "
+            f"SELECT {self._id('id')}, {self._id('debtor')}, {', '.join(_DUE_FIELDS)} "
             "FROM tick_case_rows ORDER BY pos",
             (),
         )
@@ -636,19 +656,15 @@ class JourneyStore:
     def stage_enrolments(self, rows: Sequence[Row]) -> None:
         """Put where the cases that moved now stand into a temporary table, for
         `apply_enrolments`: (journey key, version, persona, node, entered_at, wake_at,
-        step, done, exit_reason, arms json, `DueBatch.stored`) each.
+        step, done, exit_reason, arms json, `DueBatch.stored`) each; the times as whole
+        UTC seconds since the epoch (wake_at -1: none), which the UPDATE turns into
+        timestamps — beside the gate, not in Python.
 
         PostgreSQL gets them by COPY (a statement per row costs a round trip each);
         SQLite in the order of their row ids, which is its table's key."""
         kind = "INTEGER PRIMARY KEY" if self.sqlite else "uuid NOT NULL"
-        types = (
-            ("text", "int", "text", "text", "text", "text", "int", "int", "text", "text")
-            if self.sqlite
-            else (
-                "text", "int", "text", "text", "timestamptz", "timestamptz", "int", "boolean",
-                "text", "text",
-            )
-        )  # fmt: skip
+        flag, stamp = ("int", "int") if self.sqlite else ("boolean", "bigint")
+        types = ("text", "int", "text", "text", stamp, stamp, "int", flag, "text", "text")
         columns = ", ".join(f"{c} {t}" for c, t in zip(self._ENROLMENT_SETS, types, strict=True))
         self.connection.exec_driver_sql(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS tick_moves ({columns}, stored {kind})"
@@ -668,15 +684,18 @@ class JourneyStore:
         `+` keep it that way: used by an index, the creditor or the staged rows' key would
         let it scan every enrolment and probe the staged rows for each."""
         m, w = self.mark, self.writer
+        values = {c: f"m.{c}" for c in self._ENROLMENT_SETS}
         if self.sqlite:
-            sets = ", ".join(f"{c} = m.{c}" for c in self._ENROLMENT_SETS)
+            # SQLAlchemy's text form (the times are whole seconds).
+            stamp = "strftime('%Y-%m-%d %H:%M:%S', {}, 'unixepoch') || '.000000'"
             where = f"enrolments.rowid = +m.stored AND +enrolments.creditor_id = {m}"
         else:
-            sets = ", ".join(
-                f"{c} = m.{c}::json" if c == "arms" else f"{c} = m.{c}"
-                for c in self._ENROLMENT_SETS
-            )
+            stamp, values["arms"] = "to_timestamp({})", "m.arms::json"
             where = f"enrolments.case_id = m.stored AND enrolments.creditor_id = {m}"
+        values["entered_at"] = stamp.format("m.entered_at")
+        wake = stamp.format("m.wake_at")
+        values["wake_at"] = f"CASE WHEN m.wake_at < 0 THEN NULL ELSE {wake} END"
+        sets = ", ".join(f"{c} = {v}" for c, v in values.items())
         self.connection.exec_driver_sql(
             f"UPDATE enrolments SET {sets} FROM tick_moves m WHERE {where}", (w.creditor_key,)
         )
