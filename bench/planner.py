@@ -10,7 +10,8 @@ with the time of each part (`enrolments` stages them; their UPDATE runs beside t
 gate, and `enrolments_wait` is what the tick waits for it after). On SQLite the commit
 leaves the copy of the write-ahead log into the database file (a checkpoint) to a
 background thread: its time is printed apart (`checkpoint_after_seconds`), as it runs
-beside what follows a tick. `speed_reference_seconds` tells the machine's speed then.
+beside what follows a tick. `speed_reference_seconds` and `memory_reference_seconds`
+tell the machine's speed then (bench/machine.py).
 
 Its database (`--tick-cases`, built once per schema revision and cached under bench/data;
 building a million cases takes several minutes) holds a generated portfolio that
@@ -43,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from machine import speed_reference
+from machine import memory_reference, speed_reference
 from parcours.journeys.facts import CHANNEL_BITS, CaseFacts
 from parcours.journeys.library import load_library
 from parcours.journeys.planner import Enrolments, compile_journeys, plan
@@ -499,6 +500,7 @@ def tick_bench(
         "ratio_to_naive": round(seconds / naive_all, 3),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "speed_reference_seconds": speed_reference(),
+        "memory_reference_seconds": memory_reference(),
     }
 
 

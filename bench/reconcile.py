@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from machine import speed_reference
+from machine import memory_reference, speed_reference
 from parcours.payments.camt import parse_camt, write_camt
 from parcours.runtime.payments import import_statement
 from parcours.sim.statement import synthetic_statement
@@ -218,6 +218,7 @@ def main() -> None:
                 "meets_target": seconds <= TARGET_SECONDS,
                 "load_average_1m": [round(load_before, 2), round(load_after, 2)],
                 "speed_reference_seconds": speed_reference(),
+                "memory_reference_seconds": memory_reference(),
                 "naive_sample": len(sample),
                 "naive_seconds_extrapolated": round(naive_total, 1),
                 "speedup_vs_naive": round(naive_total / seconds, 1),
