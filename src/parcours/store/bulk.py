@@ -16,8 +16,6 @@ from operator import itemgetter
 from typing import Any, Final
 from uuid import UUID
 
-import numpy as np
-import numpy.typing as npt
 import uuid_utils
 from sqlalchemy import (
     ColumnElement,
@@ -127,18 +125,6 @@ class PortfolioWriter:
         if self.dialect != "sqlite":
             return value.astimezone(dt.UTC)
         return _sqlite_timestamp(value)
-
-    def timestamps(self, seconds: npt.NDArray[np.int64]) -> list[Any]:
-        """`timestamp` for many UTC epoch seconds at once (-1: NULL), formatted by numpy."""
-        if self.dialect != "sqlite":
-            return [
-                None if s < 0 else dt.datetime.fromtimestamp(s, dt.UTC) for s in seconds.tolist()
-            ]
-        text = np.datetime_as_string(seconds.astype("datetime64[s]").astype("datetime64[us]"))
-        return [
-            None if s < 0 else t.replace("T", " ")
-            for s, t in zip(seconds.tolist(), text.tolist(), strict=True)
-        ]
 
     # -- lookups -------------------------------------------------------------------------
 
