@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from machine import memory_reference, speed_reference
+from machine import memory_reference, speed_reference, written_out
 from parcours.journeys.facts import CHANNEL_BITS, CaseFacts
 from parcours.journeys.library import load_library
 from parcours.journeys.planner import Enrolments, compile_journeys, plan
@@ -421,18 +421,6 @@ def child_naive(url: str, at: dt.datetime, sample: int) -> dict[str, object]:
     return {"seconds": time.perf_counter() - started, "cases": len(cases), "decided": decided}
 
 
-def _copy_to_disk(source: Path, target: Path) -> None:
-    """A copy of the tick's database, on disk before the tick starts: otherwise the
-    kernel writes the copy's 3.7 GB out while the tick runs, on the same two cores (a
-    database in service is at rest when its tick starts)."""
-    shutil.copyfile(source, target)
-    descriptor = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def tick_bench(
     data_dir: Path,
     cases: int,
@@ -479,7 +467,8 @@ def tick_bench(
             work_path = Path(tmp) / "tick.db"
             url = f"sqlite:///{work_path}"
             for _ in range(repeat):
-                _copy_to_disk(path, work_path)
+                shutil.copyfile(path, work_path)
+                written_out(work_path)
                 runs.append(child("--child", "tick", "--db", url, "--at", at, *profiling))
             shutil.copyfile(path, work_path)
             naive = child("--child", "naive", "--db", url, "--at", at, "--sample", str(sample))

@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from machine import memory_reference, speed_reference
+from machine import memory_reference, speed_reference, written_out
 from parcours.payments.camt import parse_camt, write_camt
 from parcours.runtime.payments import import_statement
 from parcours.sim.statement import synthetic_statement
@@ -136,16 +136,6 @@ def naive(url: str, creditor_id: Any, lines: list[Any]) -> float:
     return seconds
 
 
-def _sync(path: Path) -> None:
-    """Wait until a fresh copy is written out, so that its writeback does not compete with
-    the run for the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--debtors", type=int, default=297_000, help="~3.37 invoices each")
@@ -179,7 +169,7 @@ def main() -> None:
         sample = parsed[0].lines[: args.sample]
         del parsed, statement
         gc.collect()
-        _sync(db)
+        written_out(db)
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         [report] = import_statement(engine, creditor.id, data, NOW, actor="bench")
