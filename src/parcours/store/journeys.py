@@ -398,7 +398,7 @@ class JourneyStore:
         )
         n = len(rows)
         self._index_staged(n)
-        fields = list(zip(*rows, strict=True)) if rows else [()] * 12
+        fields = list(zip(*rows, strict=True)) if rows else [()] * (2 + len(_DUE_FIELDS))
         (
             case, debtor, keys, versions, nodes, personas, entered, enrolled, wake, step,
             arm_texts, stored,
